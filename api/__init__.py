@@ -1,0 +1,1 @@
+"""Sensorium's interfaces: the REST app and the admin CLI."""

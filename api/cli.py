@@ -1,0 +1,190 @@
+"""The ``sensorium`` command line: ingest, search, reindex, demo (heavy imports happen inside commands)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="Sensorium: multimodal search and generation over your media library.", no_args_is_help=True)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Return the exception types that are the user's to fix (printed as a message, not a traceback)."""
+    from index.encoders import EncoderWeightsUnavailable
+    from index.library import ModelMismatchError
+    from index.search import SearchError
+
+    return (EncoderWeightsUnavailable, ModelMismatchError, SearchError, PermissionError, FileNotFoundError)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not verbose:
+        logging.getLogger().setLevel(logging.ERROR)  # open_clip warns on every random-weight build
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False) -> None:
+    _configure_logging(verbose)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")],
+    collection: Annotated[str, typer.Option(help="Collection the assets join.")] = "default",
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag to add (repeatable).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Decoding threads.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Index media files in place; re-running skips what is already indexed."""
+    from api.progress import IngestProgress
+    from core.settings import get_settings
+    from index.ingest.discover import discover
+    from index.ingest.pipeline import ingest as run_ingest
+
+    settings = get_settings()
+    if workers:
+        settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"workers": workers})})
+    roots = settings.ingest.allowed_roots if settings.ingest.allowed_roots is not None else [Path.cwd()]
+    total = sum(1 for _ in discover(paths, roots, collection, tag or []))  # a cheap walk, for the ETA
+    try:
+        with IngestProgress(enabled=not as_json, total=total) as progress:
+            summary = run_ingest(discover(paths, roots, collection, tag or []), settings, on_progress=progress.update)
+        from index.service import get_live_index
+
+        get_live_index(settings).save()  # the next process starts from a fresh snapshot
+    except _user_errors() as exc:
+        _fail(str(exc))
+    failures = [{"path": o.path, "reason": o.reason} for o in summary.failures]
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "indexed": summary.indexed,
+                    "skipped": summary.skipped,
+                    "failed": summary.failed,
+                    "elapsed_s": round(summary.elapsed_s, 3),
+                    "failures": failures,
+                }
+            )
+        )
+    else:
+        for failure in failures:
+            typer.secho(f"failed: {failure['path']}: {failure['reason']}", fg=typer.colors.YELLOW, err=True)
+        typer.echo(
+            f"indexed {summary.indexed}, skipped {summary.skipped}, failed {summary.failed} "
+            f"in {summary.elapsed_s:.1f} s"
+        )
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    text: Annotated[str | None, typer.Argument(help="Text query.")] = None,
+    image: Annotated[Path | None, typer.Option(help="Query by an image file.")] = None,
+    like: Annotated[str | None, typer.Option(help="Query by an existing asset id (more like this).")] = None,
+    kind: Annotated[list[str] | None, typer.Option(help="image, audio or video (repeatable).")] = None,
+    collection: Annotated[list[str] | None, typer.Option(help="Collection (repeatable).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Required tag (repeatable).")] = None,
+    min_score: Annotated[float | None, typer.Option(help="Drop results scoring below this cosine.")] = None,
+    k: Annotated[int, typer.Option("-k", "--limit", min=1, max=1000, help="Results per page.")] = 10,
+    offset: Annotated[int, typer.Option(min=0, help="Results to skip.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"results": [...]} as JSON.')] = False,
+) -> None:
+    """Search the library by text, by image, or by example asset."""
+    from index.search import SearchFilters, SearchRequest
+    from index.search import search as run_search
+
+    if image is not None and not image.is_file():
+        _fail(f"query image not found: {image}")
+    request = SearchRequest(
+        text=text,
+        image=image.read_bytes() if image is not None else None,
+        asset_id=like,
+        filters=SearchFilters(kinds=kind or [], collections=collection or [], tags=tag or []),
+        min_score=min_score,
+        limit=k,
+        offset=offset,
+    )
+    _validate_kinds(kind or [])
+    try:
+        results = run_search(request)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({"results": [r.to_dict() for r in results]}))
+        return
+    from api.render import print_results
+
+    print_results(results)
+
+
+def _validate_kinds(kinds: list[str]) -> None:
+    unknown = sorted(set(kinds) - {"image", "audio", "video"})
+    if unknown:
+        _fail(f"unknown kind {', '.join(unknown)}: use image, audio or video")
+
+
+def _report_reembed_failure(asset_id: str, error: str | None) -> None:
+    if error:
+        typer.secho(f"failed: {asset_id}: {error}", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command()
+def reindex(
+    reembed: Annotated[
+        bool, typer.Option("--reembed", help="Re-encode every asset with the configured model.")
+    ] = False,
+) -> None:
+    """Rebuild the index snapshot from stored vectors (or re-encode everything with --reembed)."""
+    from index import reindex as reindexing
+
+    try:
+        if reembed:
+            summary = reindexing.reembed(on_asset=_report_reembed_failure)
+            typer.echo(
+                f"re-embedded {summary.reembedded} assets ({summary.failed} failed); index holds {summary.vectors} vectors"
+            )
+            if summary.failed:
+                raise typer.Exit(1)
+        else:
+            typer.echo(f"index rebuilt: {reindexing.rebuild_snapshot()} vectors")
+    except _user_errors() as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the demo library goes (default: <data dir>/demo).")
+    ] = None,
+) -> None:
+    """Build a small sample library, ingest it, and show searches by text, image and example."""
+    from api.demo import run_demo
+
+    try:
+        run_demo(data_dir)
+    except _user_errors() as exc:
+        _fail(str(exc))
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI (console-script entry point)."""
+    return app(args=argv if argv is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

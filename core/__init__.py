@@ -1,0 +1,1 @@
+"""Sensorium core: settings, database, blob store, queue app and shared errors."""

@@ -1,0 +1,168 @@
+"""SQLAlchemy models: assets, their segments and vectors, the change log, jobs and API keys."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY; PostgreSQL needs BIGINT for int64 ids.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def new_uuid() -> str:
+    """Return a random hex id for assets and jobs."""
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every Sensorium table."""
+
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Asset(Base):
+    """One media file: ingested in place, uploaded, or generated."""
+
+    __tablename__ = "assets"
+    __table_args__ = (
+        UniqueConstraint("collection", "sha256", name="uq_assets_collection_sha256"),
+        Index("ix_assets_kind_collection", "kind", "collection"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_uuid)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16), default="ingested")
+    name: Mapped[str] = mapped_column(String(1024))
+    uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    blob_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    mime: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    duration: Mapped[float | None] = mapped_column(Float, nullable=True)
+    collection: Mapped[str] = mapped_column(String(256), default="default")
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    thumbnail_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    tag_rows: Mapped[list[AssetTag]] = relationship(
+        back_populates="asset", cascade="all, delete-orphan", lazy="selectin"
+    )
+    segments: Mapped[list[Segment]] = relationship(back_populates="asset", cascade="all, delete-orphan")
+
+    @property
+    def tags(self) -> list[str]:
+        """Return the asset's tags, sorted."""
+        return sorted(row.tag for row in self.tag_rows)
+
+
+class AssetTag(Base):
+    """A tag on an asset (a table, not a JSON list, so filters run in SQL)."""
+
+    __tablename__ = "asset_tags"
+
+    asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(256), primary_key=True, index=True)
+
+    asset: Mapped[Asset] = relationship(back_populates="tag_rows")
+
+
+class Segment(Base):
+    """A searchable piece of an asset; its id is also its FAISS id, and it holds its own vector."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    t_start: Mapped[float | None] = mapped_column(Float, nullable=True)
+    t_end: Mapped[float | None] = mapped_column(Float, nullable=True)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    thumbnail_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    model_id: Mapped[str] = mapped_column(String(512), index=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+    asset: Mapped[Asset] = relationship(back_populates="segments")
+
+
+class ChangeLog(Base):
+    """Append-only record of index additions and deletions, written in the transaction that made them."""
+
+    __tablename__ = "change_log"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    segment_id: Mapped[int] = mapped_column(BigInteger)
+    op: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LibraryState(Base):
+    """Small key/value facts about the library (e.g. the model every vector comes from)."""
+
+    __tablename__ = "library_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Job(Base):
+    """Long-running work (generation, ingest, reindex); the table is the truth for its status."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_uuid)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    celery_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(256), nullable=True, unique=True)
+    owner_key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ApiKey(Base):
+    """An API key: only the sha256 of its secret is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(256))
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,109 @@
+"""One typed settings tree, read once from the environment (prefix ``SENSORIUM_``, nesting ``__``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EncoderSettings(BaseModel):
+    """Which open_clip model embeds images and text, and where it runs."""
+
+    model: str = "ViT-B-32"
+    pretrained: str = "laion2b_s34b_b79k"
+    device: str = "auto"
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    seed: int = 0
+
+
+class IngestSettings(BaseModel):
+    """Where path ingest may read from and how hard it works."""
+
+    allowed_roots: list[Path] | None = None
+    workers: int = Field(default=2, ge=1, le=64)
+    max_image_pixels: int = Field(default=64_000_000, ge=1)
+    max_file_bytes: int = Field(default=2 * 1024**3, ge=1)
+
+
+class IndexSettings(BaseModel):
+    """Vector index backend choice and search tuning."""
+
+    ivf_threshold: int = Field(default=200_000, ge=1)
+    nprobe: int = Field(default=32, ge=1)
+    oversample: int = Field(default=4, ge=1, le=100)
+    use_gpu: bool = True
+
+
+class MediaSettings(BaseModel):
+    """How audio and video are cut into segments."""
+
+    video_fps: float = Field(default=1.0, gt=0, le=60)
+    scene_threshold: float = Field(default=0.35, gt=0, le=2)
+    audio_window_s: float = Field(default=5.0, gt=0)
+    audio_hop_s: float = Field(default=2.5, gt=0)
+    max_duration_s: float = Field(default=4 * 3600, gt=0)
+
+
+class WhisperSettings(BaseModel):
+    """Speech transcription engine."""
+
+    enabled: bool = True
+    backend: str = "faster-whisper"
+    model: str = "tiny.en"
+    device: str = "auto"
+
+
+class ThumbnailSettings(BaseModel):
+    """Thumbnail rendering."""
+
+    size: int = Field(default=256, ge=16, le=2048)
+    quality: int = Field(default=85, ge=1, le=100)
+
+
+class AuthSettings(BaseModel):
+    """API authentication; ``disabled`` is for loopback development only."""
+
+    disabled: bool = False
+
+
+class Settings(BaseSettings):
+    """Every Sensorium setting; defaults give the embedded mode (SQLite, FAISS file, in-process jobs)."""
+
+    model_config = SettingsConfigDict(env_prefix="SENSORIUM_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Path("sensorium-data")
+    database_url: str | None = None
+    broker_url: str | None = None
+    encoder: EncoderSettings = EncoderSettings()
+    ingest: IngestSettings = IngestSettings()
+    index: IndexSettings = IndexSettings()
+    media: MediaSettings = MediaSettings()
+    whisper: WhisperSettings = WhisperSettings()
+    thumbnails: ThumbnailSettings = ThumbnailSettings()
+    auth: AuthSettings = AuthSettings()
+
+    def resolved_data_dir(self) -> Path:
+        """Return the absolute data dir, creating it if needed."""
+        path = self.data_dir.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def resolved_database_url(self) -> str:
+        """Return the configured database URL, or SQLite inside the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir() / 'sensorium.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment once."""
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

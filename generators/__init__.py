@@ -1,0 +1,1 @@
+"""Generative models: a registry of named diffusers generators, request validation, lazy pipelines and runs."""

@@ -1,0 +1,1 @@
+"""Sensorium index: media decoding, encoders, the vector index, ingest and search."""

@@ -1,0 +1,1 @@
+"""Ingest: discover files, deduplicate, decode, embed and write segments in one transaction."""

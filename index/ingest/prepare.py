@@ -1,0 +1,57 @@
+"""Decode one file into a PreparedAsset (runs in worker threads); one preparer per media kind."""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.blobs import BlobStore
+from core.settings import Settings
+from index.encoders.base import Encoder
+from index.ingest.discover import Candidate
+from index.ingest.images import encoder_ready, open_image, thumbnail_jpeg
+from index.ingest.prepared import PreparedAsset, PreparedSegment
+
+
+@dataclass
+class PrepareContext:
+    """What every preparer needs: settings, the encoder's preprocessing, the blob store."""
+
+    settings: Settings
+    encoder: Encoder
+    blobs: BlobStore
+
+
+Preparer = Callable[[Candidate, str, int, PrepareContext], PreparedAsset]
+
+
+def prepare_image(candidate: Candidate, sha256: str, size: int, ctx: PrepareContext) -> PreparedAsset:
+    """Decode an image into one ``image`` segment with a thumbnail."""
+    image, (width, height) = open_image(candidate.path, ctx.settings.ingest.max_image_pixels)
+    thumbs = ctx.settings.thumbnails
+    thumbnail_key = ctx.blobs.put_thumbnail(f"{sha256}.jpg", thumbnail_jpeg(image, thumbs.size, thumbs.quality))
+    segment = PreparedSegment(
+        kind="image", pixels=ctx.encoder.preprocess(encoder_ready(image)), thumbnail_key=thumbnail_key
+    )
+    return PreparedAsset(
+        candidate=candidate,
+        sha256=sha256,
+        size=size,
+        mime=mimetypes.guess_type(candidate.name)[0],
+        width=width,
+        height=height,
+        thumbnail_key=thumbnail_key,
+        segments=[segment],
+    )
+
+
+PREPARERS: dict[str, Preparer] = {"image": prepare_image}
+
+
+def preparer_for(kind: str) -> Preparer:
+    """Return the preparer for a media kind."""
+    try:
+        return PREPARERS[kind]
+    except KeyError:
+        raise ValueError(f"no decoder for {kind} files yet") from None

@@ -1,0 +1,61 @@
+"""What decoding produces before encoding and writing: assets, their segments, per-file outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from index.ingest.discover import Candidate
+
+
+@dataclass
+class PreparedSegment:
+    """One future segment: pixels for the image tower or text for the text tower."""
+
+    kind: str
+    t_start: float | None = None
+    t_end: float | None = None
+    text: str | None = None
+    pixels: Any | None = None
+    thumbnail_key: str | None = None
+    vector: np.ndarray | None = None
+
+
+@dataclass
+class PreparedAsset:
+    """A decoded file, ready to be embedded and written."""
+
+    candidate: Candidate
+    sha256: str
+    size: int
+    mime: str | None
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    thumbnail_key: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    segments: list[PreparedSegment] = field(default_factory=list)
+    media_seconds: float = 0.0
+
+
+@dataclass
+class Outcome:
+    """What happened to one input: indexed, skipped (already there) or failed, with the reason."""
+
+    path: str
+    status: str
+    asset_id: str | None = None
+    reason: str | None = None
+    media_seconds: float = 0.0
+
+
+@dataclass
+class Failure:
+    """A file that could not be ingested; kept with its hash when known so the error is recorded."""
+
+    candidate: Candidate
+    reason: str
+    sha256: str | None = None
+    size: int = 0

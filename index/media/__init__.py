@@ -1,0 +1,1 @@
+"""Database-independent decoding of audio and video: probing, scene frames, audio samples and spectrograms."""

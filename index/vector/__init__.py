@@ -1,0 +1,1 @@
+"""The vector index: FAISS backends behind a small interface, kept in step with the database."""

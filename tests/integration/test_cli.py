@@ -1,0 +1,117 @@
+"""The admin CLI end to end in subprocesses: ingest, search --json, model changes and reindex, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from core.settings import Settings
+from tests.conftest import env_for
+from tests.media_images import write_images
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(
+    settings: Settings, *args: str, cwd: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``sensorium ARGS`` in a fresh process with these settings."""
+    env = env_for(settings)
+    env.update(extra_env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_ingest_then_search_json_shape(settings: Settings, tmp_path: Path) -> None:
+    paths = write_images(tmp_path / "lib", 6)
+    (tmp_path / "lib" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    result = run_cli(settings, "ingest", "lib", "--collection", "shots", "--tag", "demo", cwd=tmp_path)
+    assert result.returncode == 1  # one file failed: the exit code says so
+    assert "indexed 6, skipped 0, failed 1" in result.stdout
+    assert "broken.jpg" in result.stderr and "Traceback" not in result.stderr
+
+    result = run_cli(settings, "search", "--image", str(paths[1]), "--json", "-k", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout)["results"]
+    assert len(results) == 3
+    top = results[0]
+    assert set(top) == {
+        "asset_id",
+        "name",
+        "uri",
+        "kind",
+        "score",
+        "fused_score",
+        "segment",
+        "thumbnail_url",
+        "content_url",
+    }
+    assert set(top["segment"]) == {"id", "kind", "t_start", "t_end", "text"}
+    assert top["name"] == paths[1].name and top["uri"] == str(paths[1].resolve()) and top["score"] > 0.99
+
+    like = run_cli(
+        settings, "search", "--like", top["asset_id"], "--collection", "shots", "--tag", "demo", "--json", cwd=tmp_path
+    )
+    assert like.returncode == 0 and len(json.loads(like.stdout)["results"]) == 5
+    text = run_cli(settings, "search", "a cat", "--kind", "image", "--offset", "2", cwd=tmp_path)
+    assert text.returncode == 0 and "score" in text.stdout
+    bad = run_cli(settings, "search", "a cat", "--kind", "hologram", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown kind" in bad.stderr
+
+
+def test_ingest_refuses_paths_outside_allowed_roots(settings: Settings, tmp_path: Path) -> None:
+    write_images(tmp_path / "outside", 1)
+    (tmp_path / "inside").mkdir()
+    (tmp_path / "inside" / "link.png").symlink_to(tmp_path / "outside" / "img-00000.png")
+    result = run_cli(settings, "ingest", "../outside", ".", "--json", cwd=tmp_path / "inside")
+    summary = json.loads(result.stdout)
+    assert result.returncode == 1 and summary["indexed"] == 0 and summary["failed"] == 2
+    assert all("outside the allowed roots" in f["reason"] for f in summary["failures"])
+
+
+def test_model_change_is_refused_until_reembed(settings: Settings, tmp_path: Path) -> None:
+    paths = write_images(tmp_path / "lib", 4)
+    assert run_cli(settings, "ingest", "lib", cwd=tmp_path).returncode == 0
+    other_model = {"SENSORIUM_ENCODER__SEED": "7"}
+    refused = run_cli(settings, "search", "anything", cwd=tmp_path, extra_env=other_model)
+    assert refused.returncode == 2
+    assert "sensorium reindex --reembed" in refused.stderr and "Traceback" not in refused.stderr
+    refused_ingest = run_cli(settings, "ingest", "lib", cwd=tmp_path, extra_env=other_model)
+    assert refused_ingest.returncode == 2 and "--reembed" in refused_ingest.stderr
+
+    fixed = run_cli(settings, "reindex", "--reembed", cwd=tmp_path, extra_env=other_model)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "re-embedded 4 assets" in fixed.stdout
+    found = run_cli(settings, "search", "--image", str(paths[2]), "--json", cwd=tmp_path, extra_env=other_model)
+    assert found.returncode == 0, found.stderr
+    top = json.loads(found.stdout)["results"][0]
+    assert top["name"] == paths[2].name and top["score"] > 0.99
+    # the original model is now the one refused
+    assert run_cli(settings, "search", "anything", cwd=tmp_path).returncode == 2
+
+
+def test_reindex_rebuilds_snapshot(settings: Settings, tmp_path: Path) -> None:
+    write_images(tmp_path / "lib", 3)
+    assert run_cli(settings, "ingest", "lib", cwd=tmp_path).returncode == 0
+    snapshot = settings.data_dir / "index" / "vectors.snapshot"
+    snapshot.write_bytes(b"corrupted")
+    result = run_cli(settings, "reindex", cwd=tmp_path)
+    assert result.returncode == 0 and "index rebuilt: 3 vectors" in result.stdout
+    assert snapshot.read_bytes().startswith(b"SNSRIDX1")
+
+
+def test_demo_runs_offline_with_banner(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    env_overrides = {
+        "SENSORIUM_ENCODER__MODEL": "ViT-B-32",
+        "SENSORIUM_ENCODER__PRETRAINED": "laion2b_s34b_b79k",
+        "HF_HUB_OFFLINE": "1",
+    }
+    result = run_cli(settings, "demo", cwd=tmp_path, extra_env=env_overrides)
+    assert result.returncode == 0, result.stderr
+    assert "OFFLINE" in result.stdout and "random weights" in result.stdout
+    assert "Ingested: 24 indexed" in result.stdout and "24 skipped" in result.stdout
+    assert "green-square.png" in result.stdout and "1.000" in result.stdout
