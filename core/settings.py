@@ -69,6 +69,47 @@ class AuthSettings(BaseModel):
     disabled: bool = False
 
 
+class ApiSettings(BaseModel):
+    """REST server limits and behaviour."""
+
+    max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
+    max_json_bytes: int = Field(default=1024**2, ge=1)
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    cors_origins: list[str] = Field(default_factory=list)
+    url_ttl_s: int = Field(default=3600, ge=1)
+    signing_key: str | None = None
+
+
+class JobSettings(BaseModel):
+    """Job execution: leases, retries, queue bounds and the in-process executor."""
+
+    lease_s: float = Field(default=60.0, gt=0)
+    heartbeat_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    max_queue_depth: int = Field(default=100, ge=1)
+    embedded_workers: int = Field(default=1, ge=1)
+    allow_private_callbacks: bool = False
+
+
+class GeneratorSettings(BaseModel):
+    """Generation: extra generator definitions and where pipelines run."""
+
+    config_file: Path | None = None
+    device: str = "auto"
+    offload: bool = False
+
+
+class AgentSettings(BaseModel):
+    """The agent loop and its optional LLM planner."""
+
+    generate_threshold: float = Field(default=0.25, ge=-1, le=1)
+    default_count: int = Field(default=5, ge=1, le=100)
+    planner_base_url: str | None = None
+    planner_api_key: str | None = None
+    planner_model: str | None = None
+    planner_timeout_s: float = Field(default=10.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Every Sensorium setting; defaults give the embedded mode (SQLite, FAISS file, in-process jobs)."""
 
@@ -84,6 +125,10 @@ class Settings(BaseSettings):
     whisper: WhisperSettings = WhisperSettings()
     thumbnails: ThumbnailSettings = ThumbnailSettings()
     auth: AuthSettings = AuthSettings()
+    api: ApiSettings = ApiSettings()
+    jobs: JobSettings = JobSettings()
+    generators: GeneratorSettings = GeneratorSettings()
+    agent: AgentSettings = AgentSettings()
 
     def resolved_data_dir(self) -> Path:
         """Return the absolute data dir, creating it if needed."""
