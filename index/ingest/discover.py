@@ -35,6 +35,8 @@ class Candidate:
     collection: str = "default"
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = "ingested"
+    blob_key: str | None = None  # set when the file lives in the blob store rather than in place
 
     def __post_init__(self) -> None:
         self.name = self.name or self.path.name
