@@ -95,7 +95,9 @@ def ingest(
 def search(
     text: Annotated[str | None, typer.Argument(help="Text query.")] = None,
     image: Annotated[Path | None, typer.Option(help="Query by an image file.")] = None,
+    audio: Annotated[Path | None, typer.Option(help="Query by an audio clip (finds similar sounds).")] = None,
     like: Annotated[str | None, typer.Option(help="Query by an existing asset id (more like this).")] = None,
+    mode: Annotated[str, typer.Option(help="For text: vector, text (full-text) or hybrid (both, fused).")] = "hybrid",
     kind: Annotated[list[str] | None, typer.Option(help="image, audio or video (repeatable).")] = None,
     collection: Annotated[list[str] | None, typer.Option(help="Collection (repeatable).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Required tag (repeatable).")] = None,
@@ -104,16 +106,19 @@ def search(
     offset: Annotated[int, typer.Option(min=0, help="Results to skip.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"results": [...]} as JSON.')] = False,
 ) -> None:
-    """Search the library by text, by image, or by example asset."""
+    """Search the library by text, by image or audio clip, or by example asset."""
     from index.search import SearchFilters, SearchRequest
     from index.search import search as run_search
 
-    if image is not None and not image.is_file():
-        _fail(f"query image not found: {image}")
+    for label, path in (("image", image), ("audio", audio)):
+        if path is not None and not path.is_file():
+            _fail(f"query {label} not found: {path}")
     request = SearchRequest(
         text=text,
         image=image.read_bytes() if image is not None else None,
+        audio=audio,
         asset_id=like,
+        mode=mode,
         filters=SearchFilters(kinds=kind or [], collections=collection or [], tags=tag or []),
         min_score=min_score,
         limit=k,

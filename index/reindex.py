@@ -10,13 +10,13 @@ from sqlalchemy import delete, select
 
 from core.blobs import BlobStore
 from core.db.engine import read_session, write_session
-from core.db.models import Asset, Segment
+from core.db.models import Asset, Segment, TextEntry
 from core.settings import Settings, get_settings
 from index.encoders import get_encoder
 from index.ingest.discover import Candidate
 from index.ingest.embed import embed_assets
 from index.ingest.prepare import PrepareContext, preparer_for
-from index.ingest.writer import log_changes, segment_rows
+from index.ingest.writer import add_text_entries, log_changes, segment_rows
 from index.library import set_model
 from index.service import forget_live_indexes, snapshot_path
 from index.vector.live import LiveIndex
@@ -90,11 +90,15 @@ def _reembed_asset(settings: Settings, ctx: PrepareContext, blobs: BlobStore, as
     with write_session(settings) as session:
         old_ids = list(session.execute(select(Segment.id).where(Segment.asset_id == asset_id)).scalars())
         session.execute(delete(Segment).where(Segment.asset_id == asset_id))
+        session.execute(delete(TextEntry).where(TextEntry.asset_id == asset_id))
         new = segment_rows(prepared, ctx.encoder.model_id)
         for segment in new:
             segment.asset_id = asset_id
         session.add_all(new)
         session.flush()
+        asset = session.get(Asset, asset_id)
+        if asset is not None:
+            add_text_entries(session, asset, new, asset.tags)
         log_changes(session, old_ids, "delete")
         log_changes(session, [s.id for s in new], "add")
     return None

@@ -83,9 +83,18 @@ class FasterWhisperTranscriber:
         samples = _prepare(audio)
         if samples is None:
             return []
-        segments, _info = self._model.transcribe(samples, beam_size=5, vad_filter=False)
+        # Word timestamps tighten each segment to its first and last word: Whisper's own segment bounds
+        # start at the 30 s window's edge, so leading silence would otherwise count as speech.
+        segments, _info = self._model.transcribe(samples, beam_size=5, vad_filter=False, word_timestamps=True)
         # `segments` is a lazy generator: decoding happens while it is consumed.
-        return [TranscriptSegment(float(s.start), float(s.end), s.text.strip()) for s in segments if s.text.strip()]
+        return [_tightened(s) for s in segments if s.text.strip()]
+
+
+def _tightened(segment: Any) -> TranscriptSegment:
+    words = segment.words or []
+    start = float(words[0].start) if words else float(segment.start)
+    end = float(words[-1].end) if words else float(segment.end)
+    return TranscriptSegment(start, max(end, start), segment.text.strip())
 
 
 class OpenAIWhisperTranscriber:

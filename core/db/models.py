@@ -111,6 +111,17 @@ class Segment(Base):
     asset: Mapped[Asset] = relationship(back_populates="segments")
 
 
+class TextEntry(Base):
+    """Text that full-text search matches: one row per transcript segment, one per asset (name and tags)."""
+
+    __tablename__ = "text_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), index=True)
+    segment_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    body: Mapped[str] = mapped_column(Text)
+
+
 class ChangeLog(Base):
     """Append-only record of index additions and deletions, written in the transaction that made them."""
 

@@ -7,9 +7,12 @@ from index.ingest.prepared import PreparedAsset
 
 
 def embed_assets(encoder: Encoder, assets: list[PreparedAsset]) -> None:
-    """Encode every segment of these assets in as few batched calls as possible."""
+    """Encode every segment still without a vector, in as few batched calls as possible.
+
+    Long media embed their frames and windows while decoding (bounded memory); they arrive with vectors set.
+    """
     image_segments = [s for a in assets for s in a.segments if s.pixels is not None]
-    text_segments = [s for a in assets for s in a.segments if s.pixels is None and s.text]
+    text_segments = [s for a in assets for s in a.segments if s.vector is None and s.pixels is None and s.text]
     if image_segments:
         vectors = encoder.encode_preprocessed([s.pixels for s in image_segments])
         for segment, vector in zip(image_segments, vectors, strict=True):

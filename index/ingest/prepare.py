@@ -46,12 +46,12 @@ def prepare_image(candidate: Candidate, sha256: str, size: int, ctx: PrepareCont
     )
 
 
-PREPARERS: dict[str, Preparer] = {"image": prepare_image}
-
-
 def preparer_for(kind: str) -> Preparer:
-    """Return the preparer for a media kind."""
-    try:
-        return PREPARERS[kind]
-    except KeyError:
-        raise ValueError(f"no decoder for {kind} files yet") from None
+    """Return the preparer for a media kind (audio and video decoders load on first use)."""
+    if kind == "image":
+        return prepare_image
+    if kind in {"audio", "video"}:
+        from index.ingest import media
+
+        return media.prepare_audio if kind == "audio" else media.prepare_video
+    raise ValueError(f"no decoder for {kind!r} files")

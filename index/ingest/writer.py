@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from core.db.engine import lock_change_log, write_session
 from core.db.models import Asset, AssetTag, ChangeLog, Segment, new_uuid
 from core.settings import Settings
+from index.fulltext import entries_for
 from index.ingest.prepared import Failure, Outcome, PreparedAsset
 from index.library import claim_model
 
@@ -103,20 +104,28 @@ def _record_failures(session: Session, failures: list[Failure]) -> None:
             )
 
 
+def add_text_entries(session: Session, asset: Asset, segments: list[Segment], tags: list[str]) -> None:
+    """Add the full-text rows of an asset whose segments already have ids."""
+    transcripts = [(s.id, s.text) for s in segments if s.kind == "transcript" and s.text]
+    session.add_all(entries_for(asset.id, asset.name, tags, transcripts))
+
+
 def _write(session: Session, batch: list[PreparedAsset], failures: list[Failure], model_id: str) -> list[Outcome]:
     claim_model(session, model_id)
     outcomes = []
-    all_segments: list[Segment] = []
+    written: list[tuple[Asset, list[Segment], list[str]]] = []
     for prepared in batch:
         _clear_failed(session, prepared)
         asset = _asset_row(prepared)
-        all_segments.extend(add_asset(session, asset, prepared, model_id))
+        written.append((asset, add_asset(session, asset, prepared, model_id), prepared.candidate.tags))
         outcomes.append(
             Outcome(str(prepared.candidate.path), "indexed", asset.id, media_seconds=prepared.media_seconds)
         )
     _record_failures(session, failures)
     session.flush()
-    log_changes(session, [segment.id for segment in all_segments], "add")
+    for asset, segments, tags in written:
+        add_text_entries(session, asset, segments, tags)
+    log_changes(session, [segment.id for _, segments, _ in written for segment in segments], "add")
     return outcomes
 
 
