@@ -38,6 +38,14 @@ def _configure_logging(verbose: bool) -> None:
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False) -> None:
     _configure_logging(verbose)
+    from pydantic import ValidationError
+
+    from core.settings import get_settings
+
+    try:
+        get_settings()
+    except ValidationError as exc:  # a bad SENSORIUM_* variable: say which, not a traceback
+        _fail(f"invalid setting: {exc}")
 
 
 @app.command()

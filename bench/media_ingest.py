@@ -41,7 +41,7 @@ def _run(settings: Settings, folder: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    """Ingest a generated 640x360 30 fps video and an audio file, with transcription off then on."""
+    """Ingest a generated 640x360 30 fps video (with a speech track) and an audio file, transcription off then on."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
@@ -50,9 +50,12 @@ def main() -> None:
         audio = _speechy_audio(args.seconds)
         scenes = [SCENE_COLORS[i % len(SCENE_COLORS)] for i in range(int(args.seconds // 5))]
         for label in ("off", "on"):
-            (root / label).mkdir()
-            make_scene_video(root / label / "clip.mp4", scenes, scene_s=5.0, fps=30, size=(640, 360), with_audio=audio)
-            write_audio(root / label / "talk.wav", audio)
+            for kind in ("video", "audio"):
+                (root / label / kind).mkdir(parents=True)
+            make_scene_video(
+                root / label / "video" / "clip.mp4", scenes, scene_s=5.0, fps=30, size=(640, 360), with_audio=audio
+            )
+            write_audio(root / label / "audio" / "talk.wav", audio)
         encoder = EncoderSettings(model="ViT-B-32", pretrained="none")
         base = Settings(data_dir=root / "warm", encoder=encoder)
         from index.encoders import get_encoder
@@ -62,12 +65,13 @@ def main() -> None:
         for label in ("off", "on"):
             whisper = base.whisper.model_copy(update={"enabled": label == "on"})
             settings = base.model_copy(update={"data_dir": root / f"data-{label}", "whisper": whisper})
-            media_s, wall_s = _run(settings, root / label)
-            report[f"transcription_{label}"] = {
-                "media_seconds": round(media_s, 1),
-                "wall_seconds": round(wall_s, 2),
-                "realtime_factor": round(media_s / wall_s, 2),
-            }
+            for kind in ("video", "audio"):
+                media_s, wall_s = _run(settings, root / label / kind)
+                report[f"{kind}_transcription_{label}"] = {
+                    "media_seconds": round(media_s, 1),
+                    "wall_seconds": round(wall_s, 2),
+                    "realtime_factor": round(media_s / wall_s, 2),
+                }
         print(json.dumps(report))
 
 

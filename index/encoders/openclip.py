@@ -106,6 +106,11 @@ class OpenClipEncoder:
 
         name = self.settings.model
         pretrained: str | None = self.settings.pretrained.strip()
+        if not name.startswith(("hf-hub:", "local-dir:")) and name not in open_clip.list_models():
+            raise EncoderWeightsUnavailable(
+                f"unknown open_clip model {name!r}: set SENSORIUM_ENCODER__MODEL to a name open_clip knows "
+                "(e.g. ViT-B-32; see open_clip.list_models()), `local-dir:/path` or `hf-hub:org/repo`"
+            )
         if pretrained is not None and pretrained.lower() in RANDOM_WEIGHTS:
             # Identical weights in every process: ingest and search processes must agree on the space.
             with torch.random.fork_rng(devices=[]):
