@@ -50,47 +50,80 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log deb
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")],
-    collection: Annotated[str, typer.Option(help="Collection the assets join.")] = "default",
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (recursive).")] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help='JSONL file, one {"path", "collection"?, "tags"?, "metadata"?} per line; '
+            "relative paths are taken from its folder."
+        ),
+    ] = None,
+    collection: Annotated[
+        str, typer.Option(help="Collection the assets join (manifest lines may say otherwise).")
+    ] = "default",
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag to add (repeatable).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Decoding threads.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Index media files in place; re-running skips what is already indexed."""
+    """Index media files in place; re-running skips what is already indexed and finishes an interrupted run."""
+    from collections.abc import Iterator
+
     from api.progress import IngestProgress
     from core.settings import get_settings
-    from index.ingest.discover import discover
+    from index.encoders import get_encoder
+    from index.ingest.discover import Candidate, Rejected, discover, label_problem
+    from index.ingest.manifest import read_manifest
     from index.ingest.pipeline import ingest as run_ingest
+    from index.service import get_live_index
 
+    if not paths and manifest is None:
+        _fail("give files or folders to ingest, or --manifest FILE")
+    problem = label_problem(collection, tag or [])
+    if problem:
+        _fail(problem)
     settings = get_settings()
     if workers:
         settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"workers": workers})})
     roots = settings.ingest.allowed_roots if settings.ingest.allowed_roots is not None else [Path.cwd()]
-    total = sum(1 for _ in discover(paths, roots, collection, tag or []))  # a cheap walk, for the ETA
-    try:
-        with IngestProgress(enabled=not as_json, total=total) as progress:
-            summary = run_ingest(discover(paths, roots, collection, tag or []), settings, on_progress=progress.update)
-        from index.service import get_live_index
 
-        get_live_index(settings).save()  # the next process starts from a fresh snapshot
+    def inputs() -> Iterator[Candidate | Rejected]:
+        if manifest is not None:
+            yield from read_manifest(manifest, roots, collection, tag or [])
+        yield from discover(paths or [], roots, collection, tag or [])
+
+    try:
+        if manifest is not None:
+            read_manifest(manifest, roots)  # refuse an unusable manifest before starting
+        get_encoder(settings.encoder)  # load the model first: the progress clock then measures the files alone
+        with IngestProgress(enabled=not as_json) as progress:
+            progress.count_in_background(inputs())  # a second, cheap walk: the ETA appears once it is done
+            summary = run_ingest(inputs(), settings, on_progress=progress.update, keep_outcomes=False)
+        index = get_live_index(settings)
+        if index.rebuilding:
+            if not as_json:
+                typer.echo(f"building the vector index for {len(index):,} vectors...", err=True)
+            index.wait_for_rebuild()
+        index.save()  # the next process starts from a fresh snapshot
+    except KeyboardInterrupt:
+        typer.secho(
+            "interrupted: everything committed so far stays indexed; run the same command again to finish",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(130) from None
     except _user_errors() as exc:
         _fail(str(exc))
-    failures = [{"path": o.path, "reason": o.reason} for o in summary.failures]
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "indexed": summary.indexed,
-                    "skipped": summary.skipped,
-                    "failed": summary.failed,
-                    "elapsed_s": round(summary.elapsed_s, 3),
-                    "failures": failures,
-                }
-            )
-        )
+        failures = [{"path": o.path, "reason": o.reason} for o in summary.failures]
+        summary_json = {
+            "indexed": summary.indexed,
+            "skipped": summary.skipped,
+            "failed": summary.failed,
+            "elapsed_s": round(summary.elapsed_s, 3),
+            "failures": failures,
+        }
+        typer.echo(json.dumps(summary_json))
     else:
-        for failure in failures:
-            typer.secho(f"failed: {failure['path']}: {failure['reason']}", fg=typer.colors.YELLOW, err=True)
         typer.echo(
             f"indexed {summary.indexed}, skipped {summary.skipped}, failed {summary.failed} "
             f"in {summary.elapsed_s:.1f} s"
@@ -192,6 +225,15 @@ def demo(
         run_demo(data_dir)
     except _user_errors() as exc:
         _fail(str(exc))
+
+
+# Command groups live in their own modules (each keeps heavy imports inside its commands).
+from api.cli_agent import register as _register_agent  # noqa: E402
+from api.cli_jobs import register as _register_jobs  # noqa: E402
+from api.cli_server import register as _register_server  # noqa: E402
+
+for _register in (_register_jobs, _register_server, _register_agent):
+    _register(app)
 
 
 def main(argv: list[str] | None = None) -> Any:

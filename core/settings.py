@@ -32,6 +32,7 @@ class IndexSettings(BaseModel):
     """Vector index backend choice and search tuning."""
 
     ivf_threshold: int = Field(default=200_000, ge=1)
+    nlist: int = Field(default=0, ge=0)  # IVF lists; 0 = about 4 x sqrt(vectors), a power of two
     nprobe: int = Field(default=32, ge=1)
     oversample: int = Field(default=4, ge=1, le=100)
     use_gpu: bool = True
@@ -89,6 +90,7 @@ class JobSettings(BaseModel):
     max_queue_depth: int = Field(default=100, ge=1)
     embedded_workers: int = Field(default=1, ge=1)
     allow_private_callbacks: bool = False
+    callback_secret: str | None = None
 
 
 class GeneratorSettings(BaseModel):

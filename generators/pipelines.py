@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from generators.components import load_components
 from generators.params import ResolvedParams
 from generators.registry import (
     DEFAULT_SCHEDULER,
@@ -18,7 +19,7 @@ from generators.registry import (
     GeneratorUnavailable,
     local_model_path,
 )
-from generators.tiny import build_tiny_pipeline
+from generators.tiny_media import build_tiny, tiny_folder_name
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -43,7 +44,9 @@ class GeneratedImage:
 
 
 @dataclass
-class _Loaded:
+class LoadedPipeline:
+    """A loaded pipeline with where it runs and its schedulers; hold ``lock`` while calling it."""
+
     pipe: Any
     device: str
     dtype: str
@@ -53,7 +56,7 @@ class _Loaded:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_CACHE: dict[tuple[GeneratorSpec, str, bool, str], _Loaded] = {}
+_CACHE: dict[tuple[GeneratorSpec, str, bool, str], LoadedPipeline] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -76,13 +79,14 @@ def load_pipeline(spec: GeneratorSpec, data_dir: Path, device: str = "auto", off
     ``offload`` enables model CPU offload (less GPU memory, slower); it only applies on CUDA.
     Raises GeneratorUnavailable when the weights or the pipeline class are missing.
     """
-    return _load(spec, data_dir, device, offload).pipe
+    return load_cached(spec, data_dir, device, offload).pipe
 
 
-def _load(spec: GeneratorSpec, data_dir: Path, device: str, offload: bool) -> _Loaded:
+def load_cached(spec: GeneratorSpec, data_dir: Path, device: str, offload: bool) -> LoadedPipeline:
+    """Return the process-wide LoadedPipeline for ``spec`` on ``device``; see load_pipeline."""
     device = resolve_device(device)
     offload = offload and device.startswith("cuda")
-    source = str(data_dir / "models" / spec.model) if spec.is_random else spec.model
+    source = str(data_dir / "models" / tiny_folder_name(spec.pipeline_class)) if spec.is_random else spec.model
     key = (spec, device, offload, source)
     # One global lock: loading the same model twice at once would double peak memory for nothing.
     with _CACHE_LOCK:
@@ -92,7 +96,7 @@ def _load(spec: GeneratorSpec, data_dir: Path, device: str, offload: bool) -> _L
         return loaded
 
 
-def _load_uncached(spec: GeneratorSpec, tiny_dest: Path | None, device: str, offload: bool) -> _Loaded:
+def _load_uncached(spec: GeneratorSpec, tiny_dest: Path | None, device: str, offload: bool) -> LoadedPipeline:
     import diffusers
     import torch
 
@@ -108,7 +112,7 @@ def _load_uncached(spec: GeneratorSpec, tiny_dest: Path | None, device: str, off
 
     local_files_only = False
     if tiny_dest is not None:
-        source = str(build_tiny_pipeline(tiny_dest))
+        source = str(build_tiny(spec.pipeline_class, tiny_dest))
     else:
         path = local_model_path(spec.model)
         if path is not None and not (path / "model_index.json").is_file():
@@ -116,10 +120,15 @@ def _load_uncached(spec: GeneratorSpec, tiny_dest: Path | None, device: str, off
         source = str(path) if path is not None else spec.model
         local_files_only = path is None and _hub_offline()
     try:
-        pipe = pipeline_class.from_pretrained(source, dtype=dtype, local_files_only=local_files_only)
+        components = load_components(spec.pipeline_class, source, dtype, local_files_only)
+        pipe = pipeline_class.from_pretrained(source, dtype=dtype, local_files_only=local_files_only, **components)
     except (OSError, ValueError) as exc:
         # diffusers raises OSError (hub cache miss, missing files) or ValueError (a malformed id or path).
         raise GeneratorUnavailable(_how_to(spec, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from exc
+    except ImportError as exc:
+        # A component needs an optional package (e.g. Stable Audio Open's scheduler needs torchsde).
+        reason = " ".join(str(exc).split())
+        raise GeneratorUnavailable(f"generator {spec.name!r} needs a package that is not installed: {reason}") from exc
 
     if offload:
         pipe.enable_model_cpu_offload(device=device)
@@ -128,7 +137,7 @@ def _load_uncached(spec: GeneratorSpec, tiny_dest: Path | None, device: str, off
     # Progress reaches the job through on_progress; tqdm bars would only flood worker logs.
     pipe.set_progress_bar_config(disable=True)
     logger.info("loaded generator %s (%s) on %s as %s", spec.name, source, device, dtype_name)
-    return _Loaded(pipe=pipe, device=device, dtype=dtype_name, default_scheduler=pipe.scheduler)
+    return LoadedPipeline(pipe=pipe, device=device, dtype=dtype_name, default_scheduler=pipe.scheduler)
 
 
 def _hub_offline() -> bool:
@@ -156,7 +165,7 @@ def _how_to(spec: GeneratorSpec, reason: str) -> str:
     )
 
 
-def _scheduler(loaded: _Loaded, name: str) -> Any:
+def _scheduler(loaded: LoadedPipeline, name: str) -> Any:
     if name == DEFAULT_SCHEDULER:
         return loaded.default_scheduler
     scheduler = loaded.schedulers.get(name)
@@ -218,6 +227,8 @@ def run_generation(
         raise ValueError(f"run_generation handles image generators; {spec.name!r} is {spec.task}")
     if (spec.task == "image-to-image") != (init_image is not None):
         raise ValueError(f"{spec.name!r} is {spec.task}: init_image must be given exactly for image-to-image")
+    if params.width is None or params.height is None:
+        raise ValueError("image generation needs a width and height")
 
     import diffusers
     import torch
@@ -230,7 +241,7 @@ def run_generation(
         if init_image.size != size:
             init_image = init_image.resize(size, Resampling.LANCZOS)
 
-    loaded = _load(spec, data_dir, device, offload)
+    loaded = load_cached(spec, data_dir, device, offload)
     outputs: list[GeneratedImage] = []
     with loaded.lock:
         pipe = loaded.pipe

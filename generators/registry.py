@@ -11,10 +11,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Task = Literal["text-to-image", "image-to-image", "text-to-audio", "text-to-video"]
+Task = Literal["text-to-image", "image-to-image", "text-to-audio", "text-to-video", "image-to-video"]
+IMAGE_TASKS: frozenset[str] = frozenset({"text-to-image", "image-to-image"})
+AUDIO_TASKS: frozenset[str] = frozenset({"text-to-audio"})
+VIDEO_TASKS: frozenset[str] = frozenset({"text-to-video", "image-to-video"})
+MEDIA_TASKS: frozenset[str] = AUDIO_TASKS | VIDEO_TASKS
+# Tasks whose requests start from an existing image asset (``init_image``).
+INIT_IMAGE_TASKS: frozenset[str] = frozenset({"image-to-image", "image-to-video"})
 DType = Literal["auto", "float16", "float32", "bfloat16"]
 
-# The model string that means "build a tiny random Stable Diffusion pipeline locally" (offline tests and demos).
+# The model string that means "build a tiny random pipeline of the spec's class locally" (offline tests and demos).
 TINY_MODEL = "tiny-random"
 
 # "default" keeps the scheduler the model ships with; the others are swapped in with `Cls.from_config`.
@@ -57,6 +63,11 @@ class GeneratorDefaults(BaseModel):
     guidance_scale: float = Field(default=7.5, ge=0)
     scheduler: str = DEFAULT_SCHEDULER
     strength: float | None = Field(default=None, gt=0, le=1)
+    # Media only: audio has a duration and an output sample rate (None: the model's own); video has frames and fps.
+    duration_s: float | None = Field(default=None, gt=0)
+    sample_rate: int | None = Field(default=None, ge=8000, le=192_000)
+    num_frames: int | None = Field(default=None, ge=1)
+    fps: int | None = Field(default=None, ge=1)
 
 
 class GeneratorLimits(BaseModel):
@@ -67,6 +78,15 @@ class GeneratorLimits(BaseModel):
     max_pixels: int = Field(default=1024 * 1024, ge=64)
     max_steps: int = Field(default=150, ge=1)
     max_n: int = Field(default=8, ge=1)
+    # Width and height must be multiples of this (the VAE's downscale times the transformer's patch size).
+    size_multiple: int = Field(default=8, ge=8, multiple_of=8)
+    # The model only generates its default size (learned positional embeddings, as in CogVideoX-5b-I2V).
+    fixed_size: bool = False
+    max_duration_s: float = Field(default=30.0, gt=0)
+    max_frames: int = Field(default=64, ge=1)
+    max_fps: int = Field(default=60, ge=1)
+    # num_frames must be 1 + a multiple of this: CogVideoX decodes 4 frames per latent frame after the first.
+    frames_step: int = Field(default=1, ge=1)
 
 
 class GeneratorSpec(BaseModel):
@@ -94,7 +114,33 @@ class GeneratorSpec(BaseModel):
             raise ValueError(f"unknown scheduler {d.scheduler!r}; known: {', '.join(scheduler_names())}")
         if (self.task == "image-to-image") != (d.strength is not None):
             raise ValueError("defaults.strength is required for image-to-image generators and only allowed there")
+        self._media_defaults_fit()
         return self
+
+    def _media_defaults_fit(self) -> None:
+        d, lim = self.defaults, self.limits
+        audio, video = self.task in AUDIO_TASKS, self.task in VIDEO_TASKS
+        if audio != (d.duration_s is not None):
+            raise ValueError("defaults.duration_s is required for audio generators and only allowed there")
+        if d.sample_rate is not None and not audio:
+            raise ValueError("defaults.sample_rate is only allowed for audio generators")
+        if video != (d.num_frames is not None and d.fps is not None):
+            raise ValueError(
+                "defaults.num_frames and defaults.fps are required for video generators and only allowed there"
+            )
+        if d.duration_s is not None and d.duration_s > lim.max_duration_s:
+            raise ValueError(f"default duration {d.duration_s} s exceeds max_duration_s {lim.max_duration_s}")
+        if d.num_frames is not None and (d.num_frames > lim.max_frames or (d.num_frames - 1) % lim.frames_step):
+            raise ValueError(
+                f"default num_frames {d.num_frames} must be at most max_frames {lim.max_frames} "
+                f"and 1 + a multiple of frames_step {lim.frames_step}"
+            )
+        if d.fps is not None and d.fps > lim.max_fps:
+            raise ValueError(f"default fps {d.fps} exceeds max_fps {lim.max_fps}")
+        if d.width % lim.size_multiple or d.height % lim.size_multiple:
+            raise ValueError(
+                f"default size {d.width}x{d.height} is not a multiple of size_multiple {lim.size_multiple}"
+            )
 
     @property
     def is_random(self) -> bool:
@@ -255,4 +301,118 @@ _builtin(
     defaults={**_TINY_DEFAULTS, "strength": 0.5},
     limits=_TINY_LIMITS,
     description="Tiny random-weight image-to-image built offline; output is noise (tests, demos).",
+)
+
+# Audio and video. Defaults follow each model card; limits bound GPU memory and time per job.
+_builtin(
+    name="audioldm2",
+    task="text-to-audio",
+    pipeline_class="AudioLDM2Pipeline",
+    model="cvssp/audioldm2",
+    defaults={"steps": 200, "guidance_scale": 3.5, "duration_s": 10.0, "sample_rate": 16_000},
+    limits={"max_steps": 500, "max_n": 4, "max_duration_s": 30.0},
+    description="AudioLDM 2: text-to-audio (sound effects, ambience, music) at 16 kHz mono.",
+)
+_builtin(
+    name="stable-audio-open",
+    task="text-to-audio",
+    pipeline_class="StableAudioPipeline",
+    model="stabilityai/stable-audio-open-1.0",
+    defaults={"steps": 200, "guidance_scale": 7.0, "duration_s": 10.0, "sample_rate": 44_100},
+    # The model writes at most 47.55 s (its latent length); the weights are gated: accept the licence on the hub.
+    limits={"max_steps": 500, "max_n": 4, "max_duration_s": 47.0},
+    description="Stable Audio Open 1.0: text-to-audio and music at 44.1 kHz stereo, up to 47 s (needs torchsde).",
+)
+_builtin(
+    name="cogvideox-2b",
+    task="text-to-video",
+    pipeline_class="CogVideoXPipeline",
+    model="THUDM/CogVideoX-2b",
+    defaults={"width": 720, "height": 480, "steps": 50, "guidance_scale": 6.0, "num_frames": 49, "fps": 8},
+    limits={
+        "max_pixels": 720 * 480,
+        "max_steps": 100,
+        "max_n": 2,
+        "size_multiple": 16,
+        "max_frames": 49,
+        "frames_step": 4,
+        "max_fps": 30,
+    },
+    description="CogVideoX 2B: 6 s text-to-video at 720x480, 49 frames at 8 fps.",
+)
+_builtin(
+    name="text-to-video-ms",
+    task="text-to-video",
+    pipeline_class="TextToVideoSDPipeline",
+    model="ali-vilab/text-to-video-ms-1.7b",
+    defaults={"width": 256, "height": 256, "steps": 25, "guidance_scale": 9.0, "num_frames": 16, "fps": 8},
+    limits={"max_pixels": 512 * 512, "max_steps": 100, "max_n": 4, "max_frames": 64, "max_fps": 30},
+    description="ModelScope text-to-video 1.7B: short 256x256 clips (16 frames at 8 fps).",
+)
+_builtin(
+    name="cogvideox-5b-i2v",
+    task="image-to-video",
+    pipeline_class="CogVideoXImageToVideoPipeline",
+    model="THUDM/CogVideoX-5b-I2V",
+    dtype="bfloat16",  # the precision the model card recommends for the 5B models
+    defaults={"width": 720, "height": 480, "steps": 50, "guidance_scale": 6.0, "num_frames": 49, "fps": 8},
+    limits={
+        "max_pixels": 720 * 480,
+        "max_steps": 100,
+        "max_n": 2,
+        "size_multiple": 16,
+        "max_frames": 49,
+        "frames_step": 4,
+        "max_fps": 30,
+        "fixed_size": True,
+    },
+    description="CogVideoX 5B image-to-video: animates an image asset following the prompt, 49 frames at 8 fps.",
+)
+_TINY_VIDEO_LIMITS = {"max_pixels": 128 * 128, "max_steps": 50, "max_n": 4, "max_frames": 33, "max_fps": 60}
+_TINY_COG_DEFAULTS = {"width": 96, "height": 64, "steps": 2, "guidance_scale": 6.0, "num_frames": 9, "fps": 8}
+_TINY_COG_LIMITS = {**_TINY_VIDEO_LIMITS, "size_multiple": 16, "frames_step": 4}
+_builtin(
+    name="tiny-random-audio",
+    task="text-to-audio",
+    pipeline_class="StableAudioPipeline",
+    model=TINY_MODEL,
+    defaults={"steps": 2, "guidance_scale": 7.0, "duration_s": 1.0, "sample_rate": 16_000},
+    limits={"max_steps": 50, "max_n": 4, "max_duration_s": 2.0},
+    description="Tiny random-weight Stable Audio built offline; output is noise (tests, demos).",
+)
+_builtin(
+    name="tiny-random-audioldm2",
+    task="text-to-audio",
+    pipeline_class="AudioLDM2Pipeline",
+    model=TINY_MODEL,
+    defaults={"steps": 2, "guidance_scale": 3.5, "duration_s": 1.0, "sample_rate": 16_000},
+    limits={"max_steps": 50, "max_n": 4, "max_duration_s": 4.0},
+    description="Tiny random-weight AudioLDM 2 built offline; output is noise (tests, demos).",
+)
+_builtin(
+    name="tiny-random-video",
+    task="text-to-video",
+    pipeline_class="TextToVideoSDPipeline",
+    model=TINY_MODEL,
+    defaults={"width": 64, "height": 64, "steps": 2, "guidance_scale": 7.5, "num_frames": 8, "fps": 8},
+    limits=_TINY_VIDEO_LIMITS,
+    description="Tiny random-weight text-to-video-synth built offline; output is noise (tests, demos).",
+)
+_builtin(
+    name="tiny-random-cogvideox",
+    task="text-to-video",
+    pipeline_class="CogVideoXPipeline",
+    model=TINY_MODEL,
+    defaults=_TINY_COG_DEFAULTS,
+    limits=_TINY_COG_LIMITS,
+    description="Tiny random-weight CogVideoX built offline; output is noise (tests, demos).",
+)
+_builtin(
+    name="tiny-random-image-to-video",
+    task="image-to-video",
+    pipeline_class="CogVideoXImageToVideoPipeline",
+    model=TINY_MODEL,
+    defaults=_TINY_COG_DEFAULTS,
+    limits={**_TINY_COG_LIMITS, "fixed_size": True},
+    description="Tiny random-weight CogVideoX image-to-video built offline; output is noise (tests, demos).",
 )

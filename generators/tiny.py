@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -42,24 +43,29 @@ def build_tiny_pipeline(dest: Path) -> Path:
     StableDiffusionImg2ImgPipeline alike. The build happens in a temporary sibling folder that is renamed into place,
     so racing processes never see a half-written folder; the loser discards its copy (the weights are identical).
     """
-    if is_complete(dest):
+    return build_atomically(dest, _save_tiny_pipeline, is_complete)
+
+
+def build_atomically(dest: Path, save: Callable[[Path], None], complete: Callable[[Path], bool]) -> Path:
+    """Return ``dest`` after ``save`` filled a temporary sibling folder that was renamed into place (if incomplete)."""
+    if complete(dest):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.build-", dir=dest.parent))
     try:
-        _save_tiny_pipeline(staging)
-        _publish(staging, dest)
+        save(staging)
+        _publish(staging, dest, complete)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest
 
 
-def _publish(staging: Path, dest: Path) -> None:
+def _publish(staging: Path, dest: Path, complete: Callable[[Path], bool]) -> None:
     try:
         os.rename(staging, dest)
         return
     except OSError:
-        if is_complete(dest):
+        if complete(dest):
             return
     # ``dest`` is an incomplete leftover: move it aside (another process may do the same; losing that race is fine).
     stale = dest.with_name(f".{dest.name}.stale-{uuid.uuid4().hex}")
@@ -68,7 +74,7 @@ def _publish(staging: Path, dest: Path) -> None:
     try:
         os.rename(staging, dest)
     except OSError:
-        if not is_complete(dest):
+        if not complete(dest):
             raise
     finally:
         shutil.rmtree(stale, ignore_errors=True)
@@ -82,7 +88,7 @@ def _save_tiny_pipeline(folder: Path) -> None:
     diffusers: Any = importlib.import_module("diffusers")
 
     with tempfile.TemporaryDirectory() as bpe_dir:
-        tokenizer = _clip_tokenizer(Path(bpe_dir))
+        tokenizer = clip_tokenizer(Path(bpe_dir))
     # A private RNG stream: the weights never depend on what the caller drew before, and the caller's stream is
     # left as it was.
     with torch.random.fork_rng(devices=[]):
@@ -142,7 +148,7 @@ def _save_tiny_pipeline(folder: Path) -> None:
     pipe.save_pretrained(folder)
 
 
-def _clip_tokenizer(workdir: Path) -> Any:
+def clip_tokenizer(workdir: Path) -> Any:
     """Return a CLIPTokenizer written from open_clip's bundled BPE, so no hub download is needed."""
     from open_clip.tokenizer import bytes_to_unicode, default_bpe
     from transformers import CLIPTokenizer

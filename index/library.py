@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core.db.models import LibraryState
@@ -37,15 +38,12 @@ def check_model(session: Session, model_id: str) -> None:
 
 
 def claim_model(session: Session, model_id: str) -> None:
-    """Record the model for a library that has none yet; refuse a different one."""
-    stored = session.execute(
-        select(LibraryState).where(LibraryState.key == MODEL_KEY).with_for_update()
-    ).scalar_one_or_none()
-    if stored is None:
-        session.add(LibraryState(key=MODEL_KEY, value=model_id))
-        session.flush()
-    elif stored.value != model_id:
-        raise ModelMismatchError(mismatch_message(stored.value, model_id))
+    """Record the model for a library that has none yet; refuse a different one (safe when processes race)."""
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    session.execute(insert(LibraryState).values(key=MODEL_KEY, value=model_id).on_conflict_do_nothing())
+    stored = stored_model_id(session)
+    if stored != model_id:
+        raise ModelMismatchError(mismatch_message(stored or "?", model_id))
 
 
 def set_model(session: Session, model_id: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 AUDIO_EXTENSIONS = frozenset({".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg"})
+MAX_LABEL = 256  # the database's column width for collections and tags
 
 
 def kind_for(path: Path) -> str | None:
@@ -51,12 +52,15 @@ class Rejected:
 
 
 class PathNotAllowed(PermissionError):
-    """A path resolves outside every allowed root."""
+    """A path resolves outside every allowed root (or cannot be resolved to tell)."""
 
 
 def check_allowed(path: Path, allowed_roots: list[Path] | None) -> Path:
     """Return the resolved path (symlinks followed) if it lies under an allowed root, else raise."""
-    resolved = path.expanduser().resolve()
+    try:
+        resolved = path.expanduser().resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop: where it leads cannot be known
+        raise PathNotAllowed(f"{path} cannot be resolved: {exc}") from None
     if allowed_roots is None:
         return resolved
     for root in allowed_roots:
@@ -68,12 +72,30 @@ def check_allowed(path: Path, allowed_roots: list[Path] | None) -> Path:
     )
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+def _walk(folder: Path) -> Iterator[Path | Rejected]:
+    """Yield the files under ``folder``, and a refusal for each sub-folder that could not be listed."""
+    errors: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=errors.append, followlinks=False):
+        yield from _unlisted(errors)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):
                 yield Path(dirpath) / name
+    yield from _unlisted(errors)
+
+
+def _unlisted(errors: list[OSError]) -> Iterator[Rejected]:
+    while errors:
+        error = errors.pop(0)
+        yield Rejected(str(error.filename), f"cannot read folder: {error.strerror or error}")
+
+
+def label_problem(collection: str, tags: list[str]) -> str | None:
+    """Return why a collection name or tag cannot be stored, or None when they are fine."""
+    for what, value in [("collection", collection), *(("tag", tag) for tag in tags)]:
+        if not value or len(value) > MAX_LABEL or "\x00" in value:
+            return f"{what} {value[:40]!r} must be 1 to {MAX_LABEL} characters without NUL"
+    return None
 
 
 def discover(
@@ -81,6 +103,7 @@ def discover(
     allowed_roots: list[Path] | None,
     collection: str = "default",
     tags: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Iterator[Candidate | Rejected]:
     """Yield media files under the given files and folders (recursively), or why each was refused."""
     for raw in paths:
@@ -91,15 +114,23 @@ def discover(
             continue
         if resolved.is_dir():
             for file in _walk(resolved):
-                yield from _candidate(file, allowed_roots, collection, tags, explicit=False)
+                if isinstance(file, Rejected):
+                    yield file
+                else:
+                    yield from _candidate(file, allowed_roots, collection, tags, metadata, explicit=False)
         elif resolved.exists():
-            yield from _candidate(resolved, allowed_roots, collection, tags, explicit=True)
+            yield from _candidate(resolved, allowed_roots, collection, tags, metadata, explicit=True)
         else:
             yield Rejected(str(raw), "no such file or folder")
 
 
 def _candidate(
-    path: Path, allowed_roots: list[Path] | None, collection: str, tags: list[str] | None, explicit: bool
+    path: Path,
+    allowed_roots: list[Path] | None,
+    collection: str,
+    tags: list[str] | None,
+    metadata: dict[str, Any] | None,
+    explicit: bool,
 ) -> Iterator[Candidate | Rejected]:
     kind = kind_for(path)
     if kind is None:
@@ -111,4 +142,4 @@ def _candidate(
     except PathNotAllowed as exc:
         yield Rejected(str(path), str(exc))
         return
-    yield Candidate(resolved, kind, path.name, collection, list(tags or []))
+    yield Candidate(resolved, kind, path.name, collection, list(tags or []), dict(metadata or {}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -10,8 +11,10 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Thumbnails and the encoder both want about 256 px on the short side; JPEG can decode straight to that.
-DRAFT_SHORT_SIDE = 256
+# The encoder wants 224 px on the short side and thumbnails 256 px on the long side. JPEG decodes straight to
+# 1/2, 1/4 or 1/8 scale, so a photo is decoded at the smallest scale covering both (640x480 decodes as 320x240).
+ENCODER_SIDE = 224
+THUMBNAIL_SIDE = 256
 # Very long banners are cropped to this aspect before the encoder's resize, which would otherwise
 # scale a 1x4000 strip to 224x896000.
 MAX_ASPECT = 4.0
@@ -58,8 +61,21 @@ def _crop_extreme_aspect(image: Image.Image) -> Image.Image:
     return image
 
 
-def open_image(source: Path | BinaryIO | bytes, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
-    """Decode an image to RGB (EXIF-oriented, JPEG drafted down); return it and its full oriented size."""
+def _draft_size(width: int, height: int, short_side: int, long_side: int) -> tuple[int, int] | None:
+    scale = max(short_side / min(width, height), long_side / max(width, height))
+    return (math.ceil(width * scale), math.ceil(height * scale)) if scale <= 0.5 else None
+
+
+def open_image(
+    source: Path | BinaryIO | bytes,
+    max_pixels: int,
+    short_side: int = ENCODER_SIDE,
+    long_side: int = THUMBNAIL_SIDE,
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode an image to RGB (EXIF-oriented; JPEG drafted down to no less than the sizes asked for).
+
+    Return it and its full oriented size.
+    """
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
@@ -74,9 +90,9 @@ def open_image(source: Path | BinaryIO | bytes, max_pixels: int) -> tuple[Image.
                     f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,} "
                     "(SENSORIUM_INGEST__MAX_IMAGE_PIXELS)"
                 )
-            if image.format == "JPEG" and min(width, height) > 2 * DRAFT_SHORT_SIDE:
-                scale = DRAFT_SHORT_SIDE / min(width, height)
-                image.draft("RGB", (int(width * scale) + 1, int(height * scale) + 1))
+            draft = _draft_size(width, height, short_side, long_side) if image.format == "JPEG" else None
+            if draft is not None:
+                image.draft("RGB", draft)
             if image.getexif().get(_EXIF_ORIENTATION, 1) in _ROTATED_ORIENTATIONS:
                 width, height = height, width
             image.load()

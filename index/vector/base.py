@@ -1,10 +1,29 @@
-"""The small interface every vector backend implements (exact Flat now, IVF at scale)."""
+"""The small interface every vector backend implements (exact Flat, IVF at scale), and the FAISS import."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+
+
+def load_faiss() -> Any:
+    """Return the faiss module, or raise an ImportError that says what to install."""
+    try:
+        import faiss
+    except ImportError as exc:  # pragma: no cover - faiss-cpu is a hard dependency
+        raise ImportError("FAISS is missing: pip install faiss-cpu (or faiss-gpu on CUDA machines)") from exc
+    return faiss
+
+
+def as_ids(ids: np.ndarray) -> np.ndarray:
+    """Return ids as the contiguous int64 array FAISS wants."""
+    return np.ascontiguousarray(ids, dtype=np.int64)
+
+
+def as_vectors(vectors: np.ndarray) -> np.ndarray:
+    """Return vectors as the contiguous float32 matrix FAISS wants."""
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 class VectorBackend(Protocol):
@@ -12,6 +31,7 @@ class VectorBackend(Protocol):
 
     name: str
     dim: int
+    trained_on: int  # library size the backend's structure was chosen for (0 for exact search)
 
     def __len__(self) -> int:
         """Return the number of vectors held."""
@@ -29,6 +49,10 @@ class VectorBackend(Protocol):
         """Return (scores, ids) of shape (n_queries, k); missing slots have id -1."""
         ...
 
-    def serialize(self) -> bytes:
-        """Return the index as bytes for a snapshot."""
+    def export(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return (ids, vectors) of everything held, in no particular order."""
+        ...
+
+    def write(self, handle: Any) -> None:
+        """Write the index for a snapshot through ``handle.write``."""
         ...

@@ -1,0 +1,1 @@
+"""The Sensorium REST API (Litestar), built by ``api.rest.app.create_app``."""

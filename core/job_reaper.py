@@ -1,0 +1,105 @@
+"""The reaper: requeue running jobs whose lease expired (their worker died), or fail them after max_attempts.
+
+It runs in every Celery worker and in the embedded executor. Several reapers may race; each change is a
+conditional update on the job's attempt number and expired lease, so exactly one of them acts on a job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+
+from core.db.engine import read_session, write_session
+from core.db.models import Job, new_uuid, utcnow
+from core.job_runner import updated_rows
+from core.jobs import META_KEY, dispatch, get_job, job_finished
+from core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_BATCH = 100
+
+
+def reap_interval(settings: Settings) -> float:
+    """Return how often a reaper looks: a quarter of the lease, between 0.5 s and 15 s."""
+    return min(15.0, max(0.5, settings.jobs.lease_s / 4))
+
+
+def _when(value: datetime | None) -> str:
+    return (value if value is None or value.tzinfo else value.replace(tzinfo=UTC)).isoformat() if value else "?"
+
+
+def reap_expired(settings: Settings) -> list[str]:
+    """Requeue (or fail, past max_attempts) every running job whose lease expired; return the ids acted on."""
+    now = utcnow()
+    with read_session(settings) as session:
+        expired = session.execute(
+            select(Job.id, Job.kind, Job.attempts, Job.lease_expires_at, Job.params)
+            .where(Job.status == "running", Job.lease_expires_at < now)
+            .limit(_BATCH)
+        ).all()
+    acted: list[str] = []
+    for job_id, kind, attempts, lease, params in expired:
+        give_up = attempts >= settings.jobs.max_attempts
+        reason = f"worker lost: attempt {attempts} stopped renewing its lease (expired {_when(lease)})"
+        message_id = new_uuid() if settings.broker_url and not give_up else None
+        values = (
+            {"status": "failed", "error": f"{reason}; gave up after {attempts} attempts", "finished_at": now}
+            if give_up
+            else {"status": "queued", "error": f"{reason}; requeued", "celery_id": message_id}
+        )
+        with write_session(settings) as session:
+            won = updated_rows(
+                session.execute(
+                    update(Job)
+                    .where(
+                        Job.id == job_id, Job.status == "running", Job.attempts == attempts, Job.lease_expires_at < now
+                    )
+                    .values(lease_expires_at=None, **values)
+                )
+            )
+        if won != 1:
+            continue  # another reaper acted first, or the worker renewed just in time
+        acted.append(job_id)
+        logger.warning("job %s: %s; %s", job_id, reason, "failed" if give_up else "requeued")
+        if give_up:
+            job = get_job(job_id, settings)
+            if job is not None:
+                job_finished(job, settings)
+        else:
+            queue = str((params or {}).get(META_KEY, {}).get("queue") or "gpu")
+            dispatch(job_id, kind, queue, settings, message_id=message_id)
+    return acted
+
+
+class Reaper:
+    """A daemon thread that calls reap_expired() now and then every reap_interval()."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="job-reaper", daemon=True)
+
+    def start(self) -> Reaper:
+        """Start the thread and return self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread (it finishes its current pass)."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        interval = reap_interval(self.settings)
+        while True:
+            try:
+                reap_expired(self.settings)
+            except Exception:
+                # A database or broker hiccup must not end the reaper: the next pass tries again.
+                logger.exception("reaper pass failed")
+            if self._stop.wait(interval):
+                return
