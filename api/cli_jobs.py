@@ -182,13 +182,21 @@ def generate(
         str | None, typer.Option("--init-image", help="Image-to-image: an image file or an asset id.")
     ] = None,
     strength: Annotated[float | None, typer.Option(help="Image-to-image: how far from the init image (0-1].")] = None,
+    task: Annotated[
+        str | None, typer.Option(help="text-to-image, image-to-image, text-to-audio, text-to-video, image-to-video.")
+    ] = None,
+    duration: Annotated[float | None, typer.Option(help="Audio or video: length in seconds.")] = None,
+    frames: Annotated[int | None, typer.Option(help="Video: number of frames.")] = None,
+    fps: Annotated[int | None, typer.Option(help="Video: frames per second.")] = None,
+    sample_rate: Annotated[int | None, typer.Option("--sample-rate", help="Audio: output sample rate (Hz).")] = None,
+    output_format: Annotated[str | None, typer.Option("--format", help="Output file format (png, wav, flac, mp3, mp4).")] = None,
     callback_url: Annotated[str | None, typer.Option("--callback-url", help="POSTed the job when it ends.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to end and print it.")] = False,
     timeout: Annotated[float, typer.Option(min=0, help="Seconds --wait waits at most.")] = 3600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     list_generators: Annotated[bool, typer.Option("--list", help="List the generators and exit.")] = False,
 ) -> None:
-    """Generate images from a prompt as a job; outputs are stored and indexed as assets."""
+    """Generate images, audio or video from a prompt as a job; outputs are stored and indexed as assets."""
     from core.settings import get_settings
     from generators.params import InvalidGenerationParams
     from generators.registry import GeneratorUnavailable
@@ -204,7 +212,9 @@ def generate(
     settings = get_settings()
     request: dict[str, Any] = {"prompt": prompt}
     options = {"generator": generator, "negative_prompt": negative, "steps": steps, "seed": seed, "n": n,
-               "guidance_scale": guidance, "scheduler": scheduler, "strength": strength}  # fmt: skip
+               "guidance_scale": guidance, "scheduler": scheduler, "strength": strength, "task": task,
+               "duration_s": duration, "num_frames": frames, "fps": fps, "sample_rate": sample_rate,
+               "output_format": output_format}  # fmt: skip
     request.update({key: value for key, value in options.items() if value is not None})
     if size is not None:
         request["width"], request["height"] = _parse_size(size)
