@@ -412,14 +412,14 @@ _finished = threading.Condition()
 
 
 def job_finished(job: Job, settings: Settings) -> None:
-    """Tell this process's waiters that a job ended and deliver its callback, if it has one."""
-    with _finished:
-        _finished.notify_all()
+    """Start delivering the job's callback, if it has one, then tell this process's waiters that it ended."""
     callback_url = job_meta(job).get("callback_url")
     if callback_url:
         from core.callbacks import deliver_in_background
 
         deliver_in_background(callback_url, job_to_dict(job), settings)
+    with _finished:
+        _finished.notify_all()
 
 
 def notify_finished(job_id: str, params: dict[str, Any], settings: Settings) -> None:

@@ -9,6 +9,7 @@ import io
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -250,6 +251,10 @@ def test_callback_is_signed_and_retried(sqlite_embedded: Settings) -> None:
         job = submit_generation({"generator": TINY, "prompt": "x", "callback_url": url}, settings=settings)
         assert wait(job.id, 60, settings).status == "succeeded"
         assert job_to_dict(job)["callback_url"] == url
+        # wait() sees the committed status, which the runner writes just before it starts the delivery.
+        deadline = time.monotonic() + 30
+        while len(_Receiver.calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert wait_for_deliveries(30)
     finally:
         server.shutdown()
