@@ -130,9 +130,9 @@ def deliver_in_background(url: str, payload: dict[str, Any], settings: Settings)
                 _deliveries.discard(thread)
 
     thread = threading.Thread(target=run, name=f"callback-{str(payload.get('id'))[:8]}", daemon=True)
-    with _deliveries_lock:
+    with _deliveries_lock:  # started under the lock, so wait_for_deliveries() never joins an unstarted thread
         _deliveries.add(thread)
-    thread.start()
+        thread.start()
     return thread
 
 
