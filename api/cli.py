@@ -64,6 +64,15 @@ def ingest(
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag to add (repeatable).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Decoding threads.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    distributed: Annotated[
+        bool, typer.Option("--distributed", help="Fan out in chunks to the workers of the `ingest` queue.")
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="With --distributed: follow the job until it ends.")
+    ] = True,
+    chunk_size: Annotated[
+        int | None, typer.Option(min=1, max=100_000, help="With --distributed: files per chunk.")
+    ] = None,
 ) -> None:
     """Index media files in place; re-running skips what is already indexed and finishes an interrupted run."""
     from collections.abc import Iterator
@@ -81,6 +90,11 @@ def ingest(
     problem = label_problem(collection, tag or [])
     if problem:
         _fail(problem)
+    if distributed:
+        from api.cli_distributed import run_distributed
+
+        run_distributed(paths or [], manifest, collection, tag or [], chunk_size, follow, as_json)
+        return
     settings = get_settings()
     if workers:
         settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"workers": workers})})

@@ -309,8 +309,17 @@ def jobs(
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues to consume: gpu, ingest.")] = "gpu,ingest",
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Jobs run at once (threads).")] = 1,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port", min=1, max=65535, help="Serve Prometheus metrics on this port (all interfaces)."
+        ),
+    ] = None,
 ) -> None:
     """Run a job worker (needs SENSORIUM_BROKER_URL); it also requeues jobs whose worker died."""
+    from logging.config import dictConfig
+
+    from core.logs import logging_config
     from core.settings import get_settings
 
     settings = get_settings()
@@ -319,6 +328,15 @@ def worker(
             "a worker needs a broker: set SENSORIUM_BROKER_URL (e.g. redis://127.0.0.1:6379/0); without one, "
             "jobs run inside the process that submits them"
         )
+    # Celery keeps a root logger that has handlers (worker_hijack_root_logger is off), so its lines follow too.
+    dictConfig(logging_config(settings.log_format, logging.getLogger().level))
+    if metrics_port is not None:
+        from core.metrics import serve_metrics
+
+        try:
+            serve_metrics(metrics_port)
+        except OSError as exc:
+            _fail(f"cannot serve metrics on port {metrics_port}: {exc}")
     from core.queue import run_worker
 
     _quiet_pipeline_loading()

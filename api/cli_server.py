@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from typing import Annotated
 
 import typer
@@ -16,20 +15,6 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
-
-
-def _configure_access_log() -> None:
-    """Send the API's JSON access and error lines to stderr, one per line."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    access = logging.getLogger("sensorium.access")
-    access.handlers[:] = [handler]
-    access.setLevel(logging.INFO)
-    access.propagate = False
-    errors = logging.getLogger("sensorium.api")
-    errors.handlers[:] = [logging.StreamHandler(sys.stderr)]
-    errors.setLevel(logging.INFO)
-    errors.propagate = False
 
 
 def serve(
@@ -44,6 +29,7 @@ def serve(
     import uvicorn
 
     from api.rest.auth import is_loopback
+    from core.logs import logging_config
     from core.settings import get_settings
 
     settings = get_settings()
@@ -61,15 +47,24 @@ def serve(
                 fg=typer.colors.YELLOW,
                 err=True,
             )
-    _configure_access_log()
+    # uvicorn applies this in every server process (JSON or text lines on stderr; access lines are JSON either way).
+    log_config = logging_config(settings.log_format, logging.getLogger().level)
     typer.echo(f"Sensorium API on http://{host}:{port} (docs: /schema)", err=True)
     if workers > 1:
         # Each worker process builds its own app (and its own index) through the factory.
-        uvicorn.run("api.rest.app:create_app", factory=True, host=host, port=port, workers=workers, access_log=False)
+        uvicorn.run(
+            "api.rest.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,
+            log_config=log_config,
+        )
     else:
         from api.rest.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
+        uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=log_config)
 
 
 @keys_app.command("create")

@@ -20,16 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.services import empty_redis_db, postgres_database
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_ENCODER_MODEL, TINY_ENCODER_WEIGHTS = "tiny-clip", "none"
-POSTGRES_ADMIN_URL = os.environ.get("SENSORIUM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1/test")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -151,44 +149,11 @@ def run_embedded(root: Path, sequential: int, burst: int, workers: int) -> dict[
         stop_executors()
 
 
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """Yield the URL of a fresh PostgreSQL database, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"sensorium_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        from core.db.engine import dispose_engines
-
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _empty_redis_db() -> int:
-    import redis
-
-    for number in range(15, 0, -1):
-        client = redis.Redis(host="127.0.0.1", port=6379, db=number)
-        try:
-            if client.dbsize() == 0:
-                return number
-        finally:
-            client.close()
-    raise RuntimeError("no empty Redis database among 1..15")
-
-
 def run_redis(root: Path, sequential: int, burst: int, workers: int) -> dict[str, Any]:
     """Production mode: PostgreSQL, Redis broker, one ``sensorium worker`` process with ``workers`` threads."""
     import redis
 
-    redis_db = _empty_redis_db()
+    redis_db = empty_redis_db()
     broker = f"redis://127.0.0.1:6379/{redis_db}"
     data_dir = root / "redis"
     with postgres_database() as database_url:

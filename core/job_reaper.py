@@ -1,5 +1,7 @@
 """The reaper: requeue running jobs whose lease expired (their worker died), or fail them after max_attempts.
 
+It also settles detached fan-out parents whose children have ended (core/job_fanout.py), as a safety net.
+
 It runs in every Celery worker and in the embedded executor. Several reapers may race; each change is a
 conditional update on the job's attempt number and expired lease, so exactly one of them acts on a job.
 """
@@ -14,6 +16,7 @@ from sqlalchemy import select, update
 
 from core.db.engine import read_session, write_session
 from core.db.models import Job, new_uuid, utcnow
+from core.job_fanout import settle_detached
 from core.job_runner import updated_rows
 from core.jobs import META_KEY, dispatch, get_job, job_finished
 from core.settings import Settings
@@ -98,6 +101,7 @@ class Reaper:
         while True:
             try:
                 reap_expired(self.settings)
+                settle_detached(self.settings)
             except Exception:
                 # A database or broker hiccup must not end the reaper: the next pass tries again.
                 logger.exception("reaper pass failed")

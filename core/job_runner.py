@@ -21,6 +21,7 @@ from core.db.models import Job, new_uuid, utcnow
 from core.jobs import (
     META_KEY,
     TERMINAL,
+    AwaitChildren,
     JobCanceled,
     JobContext,
     JobFailed,
@@ -31,6 +32,8 @@ from core.jobs import (
     notify_finished,
     resolve_handler,
 )
+from core.logs import bind_job
+from core.metrics import observe_job
 from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -201,7 +204,11 @@ def retry_delay(attempt: int) -> float:
 
 def execute(job_id: str, settings: Settings | None = None) -> str | None:
     """Run one attempt of the job if it may run now; return the status it was left in, or None if it did not run."""
-    settings = settings or get_settings()
+    with bind_job(job_id):  # every log line of the attempt carries the job id
+        return _execute(job_id, settings or get_settings())
+
+
+def _execute(job_id: str, settings: Settings) -> str | None:
     claim = _claim(job_id, settings)
     if claim is None:
         return None
@@ -218,10 +225,14 @@ def execute(job_id: str, settings: Settings | None = None) -> str | None:
         on_checkpoint=lease.checkpoint,
     )
     lease.start()
+    started = time.perf_counter()
     try:
         status = _run(ctx, claim, lease)
     finally:
         lease.stop()
+    elapsed = time.perf_counter() - started
+    observe_job(claim.kind, status, elapsed)
+    logger.info("%s job attempt %d left it %s after %.2f s", claim.kind, claim.attempt, status or "lost", elapsed)
     if status in TERMINAL:
         notify_finished(job_id, claim.params, settings)
     return status
@@ -231,6 +242,16 @@ def _run(ctx: JobContext, claim: _Claim, lease: Lease) -> str | None:
     job_id = ctx.job_id
     try:
         result = resolve_handler(claim.kind)(ctx)
+    except AwaitChildren as exc:
+        # Detached: running without a lease until its children end (core/job_fanout.py settles it). The heartbeat
+        # stops first, so it cannot renew the lease after this write.
+        lease.stop()
+        if not lease.write(result=exc.result, lease_expires_at=None):
+            return None
+        from core.job_fanout import settle
+
+        settle(job_id, ctx.settings)  # its children may all have ended already
+        return "waiting"
     except JobCanceled as exc:
         if lease.lost:
             logger.warning("job %s attempt %d: lost its lease; stopped without writing", job_id, claim.attempt)

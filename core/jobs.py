@@ -31,9 +31,10 @@ logger = logging.getLogger(__name__)
 HANDLERS: dict[str, str] = {
     "generate": "generators.tasks:run_generate_job",
     "ingest": "index.tasks:run_ingest_job",
+    "ingest_chunk": "index.tasks:run_ingest_chunk_job",
 }
 # The queue a kind goes to unless submit() names another: GPU work apart from CPU-bound ingest.
-DEFAULT_QUEUES: dict[str, str] = {"generate": "gpu", "ingest": "ingest"}
+DEFAULT_QUEUES: dict[str, str] = {"generate": "gpu", "ingest": "ingest", "ingest_chunk": "ingest"}
 QUEUES = ("gpu", "ingest")
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
@@ -73,6 +74,14 @@ class JobCanceled(Exception):
 
     def __init__(self, message: str = "canceled", result: dict[str, Any] | None = None) -> None:
         super().__init__(message)
+        self.result = result
+
+
+class AwaitChildren(Exception):
+    """Raised by core.job_fanout.fan_out(): the job waits for its child jobs, detached (see that module)."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__("waiting for child jobs")
         self.result = result
 
 
@@ -154,11 +163,15 @@ def list_jobs(
     owner_key_id: str | None = None,
     status: str | None = None,
     kind: str | None = None,
+    parent_id: str | None = None,
     limit: int = 50,
     offset: int = 0,
     settings: Settings | None = None,
 ) -> list[Job]:
-    """Return jobs newest first, optionally only one owner's, status or kind."""
+    """Return jobs newest first, optionally only one owner's, status or kind.
+
+    Only top-level jobs are listed unless ``parent_id`` asks for that job's children (a fanned-out job's chunks).
+    """
     if status is not None and status not in STATUSES:
         raise JobRequestError(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
     statement = select(Job).order_by(Job.created_at.desc(), Job.id).limit(max(0, limit)).offset(max(0, offset))
@@ -168,6 +181,7 @@ def list_jobs(
         statement = statement.where(Job.status == status)
     if kind is not None:
         statement = statement.where(Job.kind == kind)
+    statement = statement.where(Job.parent_id.is_(None) if parent_id is None else Job.parent_id == parent_id)
     with read_session(settings or get_settings()) as session:
         return list(session.scalars(statement))
 
@@ -202,6 +216,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "result": job.result or {},
         "error": job.error,
         "queue": meta.get("queue"),
+        "parent_id": job.parent_id,
         "attempts": job.attempts,
         "cancel_requested": bool(job.cancel_requested),
         "callback_url": meta.get("callback_url"),
@@ -403,8 +418,13 @@ def cancel(job_id: str, settings: Settings | None = None) -> Job:
         finished_now = job.status == "queued"
         if finished_now:
             job.status, job.error, job.finished_at = "canceled", "canceled before it started", utcnow()
+    from core.job_fanout import cancel_children, settle
+
+    cancel_children(job_id, settings)
     if finished_now:
         job_finished(job, settings)
+    else:
+        settle(job_id, settings)  # a detached parent whose children were all still queued ends now
     return job
 
 
@@ -412,7 +432,11 @@ _finished = threading.Condition()
 
 
 def job_finished(job: Job, settings: Settings) -> None:
-    """Start delivering the job's callback, if it has one, then tell this process's waiters that it ended."""
+    """Settle its parent (for a chunk), start delivering its callback, then tell this process's waiters."""
+    if job.parent_id is not None:
+        from core.job_fanout import settle
+
+        settle(job.parent_id, settings)
     callback_url = job_meta(job).get("callback_url")
     if callback_url:
         from core.callbacks import deliver_in_background
@@ -423,8 +447,9 @@ def job_finished(job: Job, settings: Settings) -> None:
 
 
 def notify_finished(job_id: str, params: dict[str, Any], settings: Settings) -> None:
-    """Like job_finished(), given the job's id and params: reads the job only when a callback needs its JSON."""
-    if (params.get(META_KEY) or {}).get("callback_url"):
+    """Like job_finished(), given the job's id and params: reads the job only when a callback or parent needs it."""
+    meta = params.get(META_KEY) or {}
+    if meta.get("callback_url") or meta.get("parent"):
         job = get_job(job_id, settings)
         if job is not None:
             job_finished(job, settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,8 @@ class IngestSettings(BaseModel):
     workers: int = Field(default=2, ge=1, le=64)
     max_image_pixels: int = Field(default=64_000_000, ge=1)
     max_file_bytes: int = Field(default=2 * 1024**3, ge=1)
+    # Distributed ingest: files per chunk job on the ``ingest`` queue (each chunk runs whole on one worker).
+    chunk_size: int = Field(default=256, ge=1, le=100_000)
 
 
 class IndexSettings(BaseModel):
@@ -79,6 +82,8 @@ class ApiSettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
     url_ttl_s: int = Field(default=3600, ge=1)
     signing_key: str | None = None
+    # GET /metrics (Prometheus text format) is open, like /healthz: scrapers rarely send credentials.
+    metrics_enabled: bool = True
 
 
 class JobSettings(BaseModel):
@@ -120,6 +125,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("sensorium-data")
     database_url: str | None = None
     broker_url: str | None = None
+    # `sensorium serve` and `sensorium worker` log JSON lines unless this says text; other commands always log text.
+    log_format: Literal["json", "text"] = "json"
     encoder: EncoderSettings = EncoderSettings()
     ingest: IngestSettings = IngestSettings()
     index: IndexSettings = IndexSettings()

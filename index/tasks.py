@@ -1,9 +1,15 @@
-"""Index jobs: server-side ingest of paths, a JSONL manifest, or staged uploads (run by core.jobs)."""
+"""Index jobs: server-side ingest of paths, a JSONL manifest, or staged uploads (run by core.jobs).
+
+A distributed ingest (``distributed: true``) walks the library once, then fans its files out in chunks of
+``ingest.chunk_size`` to ``ingest_chunk`` jobs on the ``ingest`` queue (core/job_fanout.py): each chunk runs whole
+on one worker, is retried like any job, and the parent's result merges theirs. Workers write only the database;
+every process's index catches up from the change log, so no index file has two writers.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,25 +32,85 @@ def _summary(outcomes: list[Outcome]) -> dict[str, Any]:
     }
 
 
-def _ingest_paths(ctx: JobContext, settings: Settings) -> dict[str, Any]:
-    from core.jobs import JobCanceled, JobFailed
-    from index.ingest.pipeline import ingest
+def _allowed_roots(settings: Settings) -> list[Path]:
+    from core.jobs import JobFailed
 
     roots = settings.ingest.allowed_roots
     if roots is None:
         raise JobFailed("server-side ingest needs SENSORIUM_INGEST__ALLOWED_ROOTS")
-    params = ctx.params
+    return roots
+
+
+def _requested(params: dict[str, Any], roots: list[Path]) -> Iterator[Candidate | Rejected]:
+    """Yield the files a job's ``paths`` and ``manifest`` name, or why each was refused."""
     collection = str(params.get("collection") or "default")
     tags = [str(t) for t in params.get("tags") or []]
+    if params.get("manifest"):
+        manifest = Path(params["manifest"])
+        try:
+            yield from read_manifest(manifest, roots, collection, tags)
+        except (PathNotAllowed, FileNotFoundError) as exc:  # moved or removed since the API checked it
+            yield Rejected(str(manifest), str(exc))
+    yield from discover([Path(p) for p in params.get("paths") or []], roots, collection, tags)
 
-    def items() -> Iterator[Candidate | Rejected]:
-        if params.get("manifest"):
-            manifest = Path(params["manifest"])
-            try:
-                yield from read_manifest(manifest, roots, collection, tags)
-            except (PathNotAllowed, FileNotFoundError) as exc:  # moved or removed since the API checked it
-                yield Rejected(str(manifest), str(exc))
-        yield from discover([Path(p) for p in params.get("paths") or []], roots, collection, tags)
+
+def _chunk_items(params: dict[str, Any], roots: list[Path]) -> Iterator[Candidate | Rejected]:
+    """Yield a chunk's files, each checked again against this worker's allowed roots."""
+    for item in params.get("items") or []:
+        found = list(discover([Path(item["path"])], roots, item["collection"], item["tags"], item["metadata"]))
+        for entry in found:
+            if isinstance(entry, Candidate):
+                entry.name = str(item.get("name") or entry.name)
+            yield entry
+
+
+def _as_item(candidate: Candidate) -> dict[str, Any]:
+    return {
+        "path": str(candidate.path),
+        "name": candidate.name,
+        "collection": candidate.collection,
+        "tags": candidate.tags,
+        "metadata": candidate.metadata,
+    }
+
+
+def _fan_out_paths(ctx: JobContext, settings: Settings) -> dict[str, Any]:
+    """Walk the request once and hand its files to chunk jobs; files refused while walking are reported here."""
+    from core.job_fanout import fan_out
+
+    own: dict[str, Any] = {"indexed": 0, "skipped": 0, "failed": 0, "asset_ids": [], "failures": []}
+    chunk_size = int(ctx.params.get("chunk_size") or settings.ingest.chunk_size)
+
+    def chunks() -> Iterator[dict[str, Any]]:
+        chunk: list[dict[str, Any]] = []
+        for entry in _requested(ctx.params, _allowed_roots(settings)):
+            if isinstance(entry, Rejected):
+                own["failed"] += 1
+                if len(own["failures"]) < 1000:
+                    own["failures"].append({"path": entry.path, "reason": entry.reason})
+                continue
+            chunk.append(_as_item(entry))
+            if len(chunk) == chunk_size:
+                yield {"items": chunk}
+                chunk = []
+        if chunk:
+            yield {"items": chunk}
+
+    # Raises AwaitChildren (with ``own`` as the parent's part of the result) unless there was nothing to ingest.
+    fan_out(ctx, "ingest_chunk", chunks(), queue="ingest", result=own)
+    return own
+
+
+def _ingest_paths(ctx: JobContext, settings: Settings) -> dict[str, Any]:
+    roots = _allowed_roots(settings)
+    return _ingest_items(ctx, settings, lambda: _requested(ctx.params, roots))
+
+
+def _ingest_items(
+    ctx: JobContext, settings: Settings, items: Callable[[], Iterator[Candidate | Rejected]]
+) -> dict[str, Any]:
+    from core.jobs import JobCanceled
+    from index.ingest.pipeline import ingest
 
     total = max(1, sum(1 for _ in items()))  # a cheap walk, so progress is a fraction
     outcomes: list[Outcome] = []
@@ -57,6 +123,19 @@ def _ingest_paths(ctx: JobContext, settings: Settings) -> dict[str, Any]:
 
     ingest(items(), settings, on_progress=on_progress)
     return _summary(outcomes)
+
+
+def run_ingest_chunk_job(ctx: JobContext) -> dict[str, Any]:
+    """Ingest one chunk of a distributed ingest (decode and encode here); any failure of the chunk is retried."""
+    from core.jobs import JobCanceled, JobFailed, RetryableJobError
+
+    roots = _allowed_roots(ctx.settings)
+    try:
+        return _ingest_items(ctx, ctx.settings, lambda: _chunk_items(ctx.params, roots))
+    except (JobCanceled, JobFailed, RetryableJobError):
+        raise
+    except Exception as exc:  # a chunk must not be dropped: retry it (files already stored are skipped)
+        raise RetryableJobError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _store_uploads(ctx: JobContext, settings: Settings) -> dict[str, Any]:
@@ -102,8 +181,16 @@ def _remove_empty(folder: Path, staging: Path) -> None:
 
 def run_ingest_job(ctx: JobContext) -> dict[str, Any]:
     """Run an ingest job (``paths``/``manifest`` under the allowed roots, or staged ``uploads``); return counts."""
-    result = _store_uploads(ctx, ctx.settings) if ctx.params.get("uploads") else _ingest_paths(ctx, ctx.settings)
-    from index.service import get_live_index
+    if ctx.params.get("uploads"):
+        result = _store_uploads(ctx, ctx.settings)
+    elif ctx.params.get("distributed"):
+        return _fan_out_paths(ctx, ctx.settings)
+    else:
+        result = _ingest_paths(ctx, ctx.settings)
+    if not ctx.settings.broker_url:
+        from index.service import get_live_index
 
-    get_live_index(ctx.settings).save()  # the next process starts from a fresh snapshot
+        # Embedded mode: this process is the index's only writer, and the next one starts from a fresh snapshot.
+        # With workers, the snapshot has one writer elsewhere (`sensorium reindex`, deploy/k8s/snapshot-cronjob.yaml).
+        get_live_index(ctx.settings).save()
     return result

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,3 +67,35 @@ def wait_for_status(job_id: str, status: str, settings: Settings, timeout_s: flo
         return job if job is not None and job.status == status else None
 
     return wait_until(probe, timeout_s, f"job {job_id} to be {status}")
+
+
+def free_redis_db() -> int:
+    """Return an empty Redis database number on 127.0.0.1:6379 (skip the test when Redis is unreachable)."""
+    import pytest
+    import redis
+
+    candidates = list(range(1, 16))
+    random.shuffle(candidates)
+    for number in candidates:
+        client = redis.Redis(host="127.0.0.1", port=6379, db=number)
+        try:
+            if client.dbsize() == 0:
+                return number
+        except redis.ConnectionError as exc:
+            pytest.skip(f"Redis not reachable on 127.0.0.1:6379: {exc}")
+        finally:
+            client.close()
+    pytest.skip("no empty Redis database among 1..15")
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process still running, then wait for each (SIGKILL after 20 s)."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,4 +1,4 @@
-"""Build the Litestar app: /v1 routes behind API-key auth, health probes, OpenAPI 3.1 and offline docs.
+"""Build the Litestar app: /v1 routes behind API-key auth, health probes, /metrics, OpenAPI 3.1 and offline docs.
 
 Torch, FAISS and the encoder are not imported here; they load in a background warm-up after start (``/readyz``
 reports when they are ready) or on the first request that needs them.
@@ -23,6 +23,7 @@ from api.rest.health import healthz, readyz, warm_up
 from api.rest.ingest import IngestController
 from api.rest.jobs import JobController
 from api.rest.keys import KeyController
+from api.rest.metrics import metrics, metrics_registry
 from api.rest.middleware import RequestContextMiddleware
 from api.rest.openapi import BEARER, components
 from api.rest.problems import TYPE_PREFIX, exception_handlers
@@ -81,12 +82,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
         stop_executors()  # lets running embedded jobs finish; queued ones resume at the next start
 
+    handlers: list[Any] = [healthz, readyz, v1]
+    app_state: dict[str, Any] = {"api": state}
+    if settings.api.metrics_enabled:
+        handlers.append(metrics)
+        app_state["metrics"] = metrics_registry(state)
     app = Litestar(
-        route_handlers=[healthz, readyz, v1],
+        route_handlers=handlers,
         exception_handlers=exception_handlers(),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
-        state=_state({"api": state}),
+        state=_state(app_state),
         request_max_body_size=settings.api.max_json_bytes,
         cors_config=CORSConfig(
             allow_origins=settings.api.cors_origins,

@@ -31,6 +31,14 @@ class IngestBody(RequestModel):
     collection: str = Field(default="default", min_length=1, max_length=256)
     tags: list[Tag] = Field(default_factory=list, max_length=32)
     callback_url: str | None = Field(default=None, max_length=2048, description="POSTed the job when it ends.")
+    distributed: bool | None = Field(
+        default=None,
+        description="Fan the files out in chunks to the `ingest` workers (default: yes when a broker is configured); "
+        "the job's result then merges its chunks' and lists any chunk that failed after its retries.",
+    )
+    chunk_size: int | None = Field(
+        default=None, ge=1, le=100_000, description="Files per chunk (default: the server's `ingest.chunk_size`)."
+    )
 
     @model_validator(mode="after")
     def _something(self) -> IngestBody:
@@ -70,11 +78,14 @@ def _checked(body: IngestBody, state: ApiState) -> dict[str, Any]:
         if field == "manifest" and not real.is_file():
             raise ProblemError("validation-error", "manifest must be a file", errors=[(field, "not a file")])
         resolved[field] = str(real)
+    distributed = body.distributed if body.distributed is not None else bool(state.settings.broker_url)
     return {
         "paths": [resolved[f"paths.{i}"] for i in range(len(body.paths))],
         "manifest": resolved.get("manifest"),
         "collection": body.collection,
         "tags": list(body.tags),
+        **({"distributed": True} if distributed else {}),
+        **({"chunk_size": body.chunk_size} if distributed and body.chunk_size else {}),
     }
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 MAX_WAIT_S = 60.0
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
-JobKind = Literal["generate", "ingest"]
+JobKind = Literal["generate", "ingest", "ingest_chunk"]
 
 
 class JobOut(BaseModel):
@@ -33,6 +33,7 @@ class JobOut(BaseModel):
     result: dict[str, Any]
     error: str | None
     queue: str | None
+    parent_id: str | None = Field(description="For a chunk of a distributed ingest: the job it belongs to.")
     attempts: int
     cancel_requested: bool
     callback_url: str | None
@@ -94,8 +95,11 @@ class JobController(Controller):
         kind: JobKind | None = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
         offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0,
+        parent: Annotated[
+            str | None, Parameter(max_length=64, description="List this job's chunks instead of top-level jobs.")
+        ] = None,
     ) -> JobList:
-        """Return the caller's jobs (every job for admin), newest first."""
+        """Return the caller's top-level jobs (every job for admin), newest first, or one job's chunks."""
         from core.jobs import list_jobs
 
         state: ApiState = request.app.state.api
@@ -104,6 +108,7 @@ class JobController(Controller):
             owner_key_id=None if who.is_admin else (who.key_id or ""),
             status=status,
             kind=kind,
+            parent_id=parent,
             limit=limit,
             offset=offset,
             settings=state.settings,

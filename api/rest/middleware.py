@@ -1,4 +1,4 @@
-"""Request ids and structured access logs, wrapped around the whole app so 404s and errors are logged too."""
+"""Request ids, access logs and request metrics, wrapped around the whole app so 404s and errors count too."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import re
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
+
+from core.logs import bind_request
+from core.metrics import observe_request
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,7 +22,11 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestContextMiddleware:
-    """Give each request an id (the client's ``X-Request-ID`` if sane), echo it, and log one JSON line per request."""
+    """Give each request an id (the client's ``X-Request-ID`` if sane), echo it, log one JSON line and time it.
+
+    The id is also bound to the request's log records (core.logs); the duration is recorded under the route's
+    template (``/v1/assets/{asset_id}``), never the raw path, so the metric's labels stay few.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -61,11 +68,14 @@ class RequestContextMiddleware:
                 outcome["bytes"] += len(message.get("body", b""))
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(_line(scope, state, request_id, outcome, time.perf_counter() - started))
+        with bind_request(request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                observe_request(scope.get("path_template"), str(scope.get("method")), outcome["status"], elapsed)
+                if access_log.isEnabledFor(logging.INFO):
+                    access_log.info(_line(scope, state, request_id, outcome, elapsed))
 
 
 def _allow_by_handler(app: Any) -> dict[int, bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
@@ -19,6 +20,7 @@ from api.rest.openapi import form_schema, json_schema, operation
 from api.rest.problems import ProblemError, problem_responses
 from api.rest.schemas import Kind, RequestModel, SearchHit
 from api.rest.state import ApiState
+from core.metrics import observe_search
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
@@ -145,4 +147,16 @@ def _run(state: ApiState, fields: SearchFields, files: dict[str, bytes]) -> list
         offset=fields.offset,
         mode=fields.mode,
     )
-    return search(request, state.settings)
+    started = time.perf_counter()
+    results = search(request, state.settings)
+    mode = fields.mode if fields.text is not None else "vector"  # as index.search runs it: by example = vectors
+    observe_search(mode, _query_kind(fields, files), time.perf_counter() - started)
+    return results
+
+
+def _query_kind(fields: SearchFields, files: dict[str, bytes]) -> str:
+    if fields.text is not None:
+        return "text"
+    if fields.asset_id is not None:
+        return "asset"
+    return next(iter(files))  # "image" or "audio"

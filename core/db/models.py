@@ -157,6 +157,8 @@ class Job(Base):
     celery_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(256), nullable=True, unique=True)
     owner_key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    # Set on the chunks of a fanned-out job (distributed ingest); the parent's status aggregates theirs.
+    parent_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

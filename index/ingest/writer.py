@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from core.db.engine import lock_change_log, write_session
 from core.db.models import Asset, AssetTag, ChangeLog, Segment, new_uuid
+from core.metrics import count_ingested
 from core.settings import Settings
 from index.fulltext import entries_for
 from index.ingest.prepared import Failure, Outcome, PreparedAsset
@@ -133,6 +134,14 @@ def write_batch(
     settings: Settings, batch: list[PreparedAsset], failures: list[Failure], model_id: str
 ) -> list[Outcome]:
     """Write a batch in one transaction; on a concurrent duplicate, fall back to one asset at a time."""
+    outcomes = _write_batch(settings, batch, failures, model_id)
+    count_ingested([outcome.status for outcome in outcomes] + ["failed"] * len(failures))
+    return outcomes
+
+
+def _write_batch(
+    settings: Settings, batch: list[PreparedAsset], failures: list[Failure], model_id: str
+) -> list[Outcome]:
     try:
         with write_session(settings) as session:
             return _write(session, batch, failures, model_id)
@@ -140,7 +149,7 @@ def write_batch(
         if len(batch) == 1 and not failures:
             path = str(batch[0].candidate.path)
             return [Outcome(path, "skipped", reason="already indexed (by a concurrent ingest)")]
-    outcomes = [outcome for prepared in batch for outcome in write_batch(settings, [prepared], [], model_id)]
+    outcomes = [outcome for prepared in batch for outcome in _write_batch(settings, [prepared], [], model_id)]
     for failure in failures:
         try:
             with write_session(settings) as session:

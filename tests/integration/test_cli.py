@@ -115,3 +115,22 @@ def test_demo_runs_offline_with_banner(tmp_path: Path) -> None:
     assert "OFFLINE" in result.stdout and "random weights" in result.stdout
     assert "Ingested: 24 indexed" in result.stdout and "24 skipped" in result.stdout
     assert "green-square.png" in result.stdout and "1.000" in result.stdout
+
+
+def test_distributed_ingest_in_embedded_mode_runs_its_chunks_here(settings: Settings, tmp_path: Path) -> None:
+    write_images(tmp_path / "lib", 7)
+    (tmp_path / "lib" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    args = ("ingest", "lib", "--distributed", "--chunk-size", "3", "--json")
+    result = run_cli(settings, *args, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr  # one file failed: the exit code says so, as for plain ingest
+    job = json.loads(result.stdout)
+    assert (job["status"], job["kind"], job["progress"]) == ("succeeded", "ingest", 1.0)
+    summary = job["result"]
+    assert (summary["indexed"], summary["failed"], summary["chunks"]) == (7, 1, 3)
+    assert summary["failures"][0]["path"].endswith("broken.png") and "asset_ids" not in summary
+
+    outside = run_cli(settings, "ingest", str(tmp_path), "--distributed", cwd=tmp_path / "lib")
+    assert outside.returncode == 2 and "outside the allowed roots" in outside.stderr
+
+    again = run_cli(settings, *args, cwd=tmp_path)
+    assert json.loads(again.stdout)["result"]["skipped"] == 7

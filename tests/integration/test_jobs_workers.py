@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -28,30 +27,20 @@ from generators.registry import get_generator
 from generators.service import submit_generation
 from index.search import SearchRequest, search
 from tests.conftest import TINY_ENCODER, TINY_ENV, _postgres_database
-from tests.jobs_helpers import generated_assets, link_tiny_model, shared_tiny_model, wait_until
+from tests.jobs_helpers import (
+    free_redis_db,
+    generated_assets,
+    link_tiny_model,
+    shared_tiny_model,
+    stop_processes,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = "tiny-random"
 LEASE_S = 4.0
-
-
-def _free_redis_db() -> int:
-    import redis
-
-    candidates = list(range(1, 16))
-    random.shuffle(candidates)
-    for number in candidates:
-        client = redis.Redis(host="127.0.0.1", port=6379, db=number)
-        try:
-            if client.dbsize() == 0:
-                return number
-        except redis.ConnectionError as exc:
-            pytest.skip(f"Redis not reachable on 127.0.0.1:6379: {exc}")
-        finally:
-            client.close()
-    pytest.skip("no empty Redis database among 1..15")
 
 
 class Cluster:
@@ -81,15 +70,7 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop every worker this cluster started."""
-        for process in self.workers:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.workers:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.workers)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +79,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     import redis
 
     root = tmp_path_factory.mktemp("cluster")
-    redis_db = _free_redis_db()
+    redis_db = free_redis_db()
     broker = f"redis://127.0.0.1:6379/{redis_db}"
     databases = _postgres_database()
     database_url = next(databases)

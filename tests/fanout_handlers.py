@@ -1,0 +1,28 @@
+"""Job handlers that exercise core/job_fanout.py without media: a parent that fans out, children that may fail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.job_fanout import fan_out
+from core.jobs import JobContext, RetryableJobError
+
+PARENT_KIND = "test_fan"
+CHILD_KIND = "test_fan_child"
+HANDLERS = {PARENT_KIND: "tests.fanout_handlers:run_parent", CHILD_KIND: "tests.fanout_handlers:run_child"}
+
+
+def run_parent(ctx: JobContext) -> dict[str, Any]:
+    """Fan out one child per entry of ``params["children"]`` (each a list of paths)."""
+    children = ({"items": [{"path": p} for p in paths]} for paths in ctx.params["children"])
+    own: dict[str, Any] = {"parent_part": 1}
+    fan_out(ctx, CHILD_KIND, children, queue="ingest", result=own)
+    return own
+
+
+def run_child(ctx: JobContext) -> dict[str, Any]:
+    """Count the child's items; items whose path starts with ``bad`` make every attempt fail."""
+    paths = [item["path"] for item in ctx.params["items"]]
+    if any(path.startswith("bad") for path in paths):
+        raise RetryableJobError(f"cannot process {paths[0]}")
+    return {"processed": len(paths), "paths_seen": paths}
