@@ -6,17 +6,22 @@ this process. The library is split into rounds; each round times the raw encoder
 them, so load from other processes on a shared machine hits both sides alike (see efficiency_by_round).
 
 Run: PYTHONPATH=. python bench/ingest.py [--images 1000] [--workers 2] [--model ViT-B-32 --pretrained none]
+     PYTHONPATH=. python bench/ingest.py --distributed ...   (ingest across workers: bench/ingest_distributed.py)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ from index.service import get_live_index
 from tests.media_images import distinct_image
 
 SIZE = (640, 480)
+DISTRIBUTED_BENCH = Path(__file__).resolve().with_name("ingest_distributed.py")
 
 
 def make_library(folder: Path, count: int, first_seed: int = 0) -> list[Path]:
@@ -71,11 +77,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             tensors = [list(pool.map(lambda p: _prepare(p, encoder, settings), chunk)) for chunk in chunks]
         encoder.encode_preprocessed(tensors[0][: args.batch_size])  # warm-up: first-call allocations
         load_before = os.getloadavg()
-        raw_s, e2e_s = [], []
+        raw_s, e2e_s, raw_cpu, e2e_cpu = [], [], [], []
         # Rounds alternate raw and end-to-end on the same images, so load from other processes hits both alike.
         for chunk, pixels in zip(chunks, tensors, strict=True):
-            raw_s.append(_timed(lambda pixels=pixels: encoder.encode_preprocessed(pixels)))
-            e2e_s.append(_timed(lambda chunk=chunk: _ingest_and_index(chunk[0].parent, settings)))
+            wall, cpu = _timed(partial(encoder.encode_preprocessed, pixels))
+            raw_s.append(wall)
+            raw_cpu.append(cpu)
+            wall, cpu = _timed(partial(_ingest_and_index, chunk[0].parent, settings))
+            e2e_s.append(wall)
+            e2e_cpu.append(cpu)
         load_after = os.getloadavg()
         prepare_ms = prepare_cost_ms(chunks[0][:200], encoder, settings)
         indexed = len(get_live_index(settings))
@@ -101,6 +111,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "end_to_end_images_per_s": round(e2e, 2),
         "efficiency": round(e2e / raw, 3),
         "efficiency_by_round": [round(r / e, 3) for r, e in zip(raw_s, e2e_s, strict=True)],
+        # CPU seconds of this process (all threads): what the work costs, whatever else the machine runs.
+        "cpu_ms_per_image": {
+            "raw": round(sum(raw_cpu) / images * 1000, 1),
+            "end_to_end": round(sum(e2e_cpu) / images * 1000, 1),
+        },
+        "cpu_efficiency": round(sum(raw_cpu) / sum(e2e_cpu), 3),
         "prepare_ms_per_image": round(prepare_ms, 2),
         "encode_ms_per_image": round(encode_ms, 2),
         "serial_bound": round(encode_ms / (encode_ms + prepare_ms), 3),
@@ -108,10 +124,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _timed(call: Any) -> float:
-    started = time.perf_counter()
+def _timed(call: Callable[[], object]) -> tuple[float, float]:
+    """Return the wall and process CPU seconds (all threads) that ``call`` took."""
+    wall, cpu = time.perf_counter(), time.process_time()
     call()
-    return time.perf_counter() - started
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def _ingest_and_index(folder: Path, settings: Settings) -> None:
@@ -136,9 +153,25 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _distributed_main(argv: list[str]) -> None:
+    if not DISTRIBUTED_BENCH.exists():
+        sys.exit(
+            f"--distributed needs the distributed ingest benchmark {DISTRIBUTED_BENCH}, which is not in this checkout"
+        )
+    spec = importlib.util.spec_from_file_location("bench_ingest_distributed", DISTRIBUTED_BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the benchmark and print the report as JSON."""
-    print(json.dumps(run(parser().parse_args(argv)), indent=2))
+    """Run the benchmark (or, with --distributed, the distributed one) and print the report as JSON."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--distributed" in args:
+        _distributed_main([a for a in args if a != "--distributed"])
+        return
+    print(json.dumps(run(parser().parse_args(args)), indent=2))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ SEARCH_SECONDS = Histogram(
 )
 INGESTED_FILES = Counter(
     "sensorium_ingested_files",
-    "Files ingest committed in this process, by outcome: indexed, skipped (a concurrent duplicate) or failed.",
+    "Files ingest handled in this process, by outcome: indexed, skipped (already indexed) or failed.",
     ["outcome"],
 )
 JOB_SECONDS = Histogram(

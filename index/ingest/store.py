@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 from sqlalchemy import select
 
 from core.blobs import BlobStore, sha256_file
 from core.db.engine import read_session, write_session
 from core.db.models import Asset
+from core.metrics import count_ingested
 from core.settings import Settings, get_settings
 from index.encoders import get_encoder
 from index.ingest.discover import Candidate, kind_for
@@ -21,6 +24,8 @@ from index.ingest.prepared import Outcome
 from index.ingest.writer import write_batch
 from index.library import claim_model
 
+P = ParamSpec("P")
+
 
 def _existing(settings: Settings, collection: str, sha256: str) -> str | None:
     with read_session(settings) as session:
@@ -29,6 +34,19 @@ def _existing(settings: Settings, collection: str, sha256: str) -> str | None:
         ).scalar_one_or_none()
 
 
+def _counted(store: Callable[P, Outcome]) -> Callable[P, Outcome]:
+    """Count each outcome in the ingest metrics (core/metrics.py)."""
+
+    @functools.wraps(store)
+    def counted(*args: P.args, **kwargs: P.kwargs) -> Outcome:
+        outcome = store(*args, **kwargs)
+        count_ingested([outcome.status])
+        return outcome
+
+    return counted
+
+
+@_counted
 def store_file(
     path: Path,
     *,

@@ -8,7 +8,6 @@ from sqlalchemy.orm import Session
 
 from core.db.engine import lock_change_log, write_session
 from core.db.models import Asset, AssetTag, ChangeLog, Segment, new_uuid
-from core.metrics import count_ingested
 from core.settings import Settings
 from index.fulltext import entries_for
 from index.ingest.prepared import Failure, Outcome, PreparedAsset
@@ -134,9 +133,7 @@ def write_batch(
     settings: Settings, batch: list[PreparedAsset], failures: list[Failure], model_id: str
 ) -> list[Outcome]:
     """Write a batch in one transaction; on a concurrent duplicate, fall back to one asset at a time."""
-    outcomes = _write_batch(settings, batch, failures, model_id)
-    count_ingested([outcome.status for outcome in outcomes] + ["failed"] * len(failures))
-    return outcomes
+    return _write_batch(settings, batch, failures, model_id)
 
 
 def _write_batch(

@@ -98,6 +98,8 @@ class IVFBackend:
         k = max(1, min(k, len(self))) if len(self) else 1
         index = self._gpu.searcher(self._index, k) if self._gpu is not None else self._index
         index.nprobe = self.probes_for(k)
+        # FAISS's default parallel_mode 0 runs a single query on one thread. Splitting its lists across threads
+        # (mode 1) measured 28 ms p50 instead of 1 ms at 1M on 2 cores while other processes kept them busy.
         scores, ids = index.search(as_vectors(queries), k)
         return scores, ids
 

@@ -245,12 +245,13 @@ class LiveIndex:
             backend, seq = build_backend(bind, self.model_id, self.dim, self.settings)
             with Session(bind) as session:
                 seq, _ = replay(session, backend, seq, self.model_id)  # the bulk of the gap, searches still run
-                self._write_snapshot(
-                    SnapshotHeader(self.model_id, self.dim, seq, backend.name, backend.trained_on), backend
-                )
-                with self._lock:
-                    seq, _ = replay(session, backend, seq, self.model_id)  # the last few, then swap atomically
-                    self.backend, self.seq = backend, seq
+            self._write_snapshot(
+                SnapshotHeader(self.model_id, self.dim, seq, backend.name, backend.trained_on), backend
+            )
+            # A new session: on SQLite the first one's read transaction would not see entries committed since.
+            with Session(bind) as session, self._lock:
+                seq, _ = replay(session, backend, seq, self.model_id)  # the last few, then swap atomically
+                self.backend, self.seq = backend, seq
             log.info(
                 "index rebuilt as %s over %d vectors in %.1f s",
                 backend.name,

@@ -103,6 +103,8 @@ def test_metrics_cover_requests_searches_ingest_jobs_and_the_index(settings: Set
         assert job.status_code == 202, job.text
         state = wait_for_job(client, job.json()["id"], auth)
         assert state["status"] == "succeeded", state
+        again = client.post("/v1/ingest", json={"paths": [str(library)]}, headers=auth)  # already there: skipped
+        assert wait_for_job(client, again.json()["id"], auth)["result"]["skipped"] == 2
         assert client.post("/v1/search", json={"text": "a photo"}, headers=auth).status_code == 200
         by_image = client.post("/v1/search", files={"image": ("q.png", png_bytes(900), "image/png")}, headers=auth)
         assert by_image.status_code == 200, by_image.text
@@ -118,7 +120,7 @@ def test_metrics_cover_requests_searches_ingest_jobs_and_the_index(settings: Set
     assert delta(before, after, REQUESTS, route="/v1/assets/{asset_id}", method="GET", status="4xx") == 1
     assert delta(before, after, REQUESTS, route="unmatched", method="GET", status="4xx") == 1
     assert delta(before, after, REQUESTS, route="/metrics", method="GET", status="2xx") == 1
-    assert delta(before, after, REQUESTS, route="/v1/ingest", method="POST", status="2xx") == 1
+    assert delta(before, after, REQUESTS, route="/v1/ingest", method="POST", status="2xx") == 2
     assert not any(asset_id in dict(labels)["route"] for labels in after[REQUESTS])
     # Searches by the mode they ran in: text queries as asked (hybrid by default), queries by example by vectors.
     searches = "sensorium_search_duration_seconds_count"
@@ -126,11 +128,12 @@ def test_metrics_cover_requests_searches_ingest_jobs_and_the_index(settings: Set
     assert delta(before, after, searches, mode="vector", query="image") == 1
     assert delta(before, after, "sensorium_search_duration_seconds_sum", mode="hybrid", query="text") > 0
 
-    # Files committed in this process: two uploads and two library images indexed, the broken file failed.
+    # Files ingested in this process: two uploads and two library images indexed, the broken file failed (twice),
+    # and the second ingest of the library skipped its two images.
     ingested = "sensorium_ingested_files_total"
     assert delta(before, after, ingested, outcome="indexed") == 4
-    assert delta(before, after, ingested, outcome="failed") == 1
-    assert delta(before, after, ingested, outcome="skipped") == 0
+    assert delta(before, after, ingested, outcome="failed") == 2
+    assert delta(before, after, ingested, outcome="skipped") == 2
 
     with read_session(settings) as session:
         vectors = session.scalar(select(func.count()).select_from(Segment))
