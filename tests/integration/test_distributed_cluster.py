@@ -199,6 +199,11 @@ def test_two_workers_and_two_apis_ingest_500_images_once_despite_a_killed_worker
     # The killed worker's chunk ran again: files it had committed were skipped the second time, none lost.
     assert result["indexed"] + result["skipped"] == IMAGES and result["failed_chunks"] == []
     assert max(chunk.attempts for chunk in _chunks(settings, parent_id)) >= 2
+    status, listed = _call(ports[0], "GET", f"/v1/jobs?parent={parent_id}&limit=100")
+    assert status == 200 and len(listed["items"]) == IMAGES // CHUNK
+    assert {(job["kind"], job["parent_id"], job["status"]) for job in listed["items"]} == {
+        ("ingest_chunk", parent_id, "succeeded")
+    }
 
     with read_session(settings) as session:
         per_hash = session.execute(
