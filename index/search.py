@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer, lazyload
 
 from core.db.engine import read_session
 from core.db.models import Asset, AssetTag, Segment
@@ -195,6 +195,11 @@ def _filtered(statement: _S, filters: SearchFilters) -> _S:
     return statement
 
 
+# Results need neither a segment's vector (2 KB each, k x oversample of them per search) nor the asset's tags.
+_WITHOUT_VECTOR = defer(Segment.vector)
+_WITHOUT_TAGS = lazyload(Asset.tag_rows)
+
+
 def _hydrate(
     session: Session, ids: Sequence[int], filters: SearchFilters, segment_kinds: Sequence[str]
 ) -> dict[int, tuple[Segment, Asset]]:
@@ -204,7 +209,8 @@ def _hydrate(
         statement = _filtered(
             select(Segment, Asset)
             .join(Asset, Segment.asset_id == Asset.id)
-            .where(Segment.id.in_(chunk), Segment.kind.in_(segment_kinds), Asset.status == "indexed"),
+            .where(Segment.id.in_(chunk), Segment.kind.in_(segment_kinds), Asset.status == "indexed")
+            .options(_WITHOUT_VECTOR, _WITHOUT_TAGS),
             filters,
         )
         for segment, asset in session.execute(statement).all():
@@ -268,10 +274,14 @@ def _text_results(session: Session, text: str, filters: SearchFilters, wanted: i
         first_hit.setdefault(asset_id, segment_id)
     if not first_hit:
         return []
-    statement = _filtered(select(Asset).where(Asset.id.in_(list(first_hit)), Asset.status == "indexed"), filters)
+    statement = _filtered(
+        select(Asset).where(Asset.id.in_(list(first_hit)), Asset.status == "indexed").options(_WITHOUT_TAGS),
+        filters,
+    )
     assets: dict[str, Asset] = {asset.id: asset for asset in session.execute(statement).scalars()}
     segment_ids = [sid for aid, sid in first_hit.items() if sid is not None and aid in assets]
-    segments = {seg.id: seg for seg in session.execute(select(Segment).where(Segment.id.in_(segment_ids))).scalars()}
+    chosen = select(Segment).where(Segment.id.in_(segment_ids)).options(_WITHOUT_VECTOR)
+    segments = {seg.id: seg for seg in session.execute(chosen).scalars()}
     results = []
     for asset_id, segment_id in first_hit.items():
         asset = assets.get(asset_id)
@@ -280,7 +290,11 @@ def _text_results(session: Session, text: str, filters: SearchFilters, wanted: i
         segment = segments.get(segment_id) if segment_id is not None else None
         if segment is None:  # matched by name or tags: show the asset's first segment
             segment = session.execute(
-                select(Segment).where(Segment.asset_id == asset_id).order_by(Segment.id).limit(1)
+                select(Segment)
+                .where(Segment.asset_id == asset_id)
+                .order_by(Segment.id)
+                .limit(1)
+                .options(_WITHOUT_VECTOR)
             ).scalar_one_or_none()
         if segment is not None:
             results.append(_result(asset, segment, None))
