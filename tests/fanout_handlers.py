@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from core.job_fanout import fan_out
-from core.jobs import JobContext, RetryableJobError
+from core.jobs import JobCanceled, JobContext, JobFailed, RetryableJobError
 
 PARENT_KIND = "test_fan"
 CHILD_KIND = "test_fan_child"
@@ -21,8 +22,15 @@ def run_parent(ctx: JobContext) -> dict[str, Any]:
 
 
 def run_child(ctx: JobContext) -> dict[str, Any]:
-    """Count the child's items; items whose path starts with ``bad`` make every attempt fail."""
+    """Count the child's items; a path starting with ``bad`` makes every attempt fail, ``hold`` waits for a cancel."""
     paths = [item["path"] for item in ctx.params["items"]]
+    if any(path.startswith("hold") for path in paths):
+        deadline = time.monotonic() + 60
+        while not ctx.should_cancel():
+            if time.monotonic() > deadline:
+                raise JobFailed("held for 60 s and never canceled")
+            time.sleep(0.02)
+        raise JobCanceled(result={"processed": 0})
     if any(path.startswith("bad") for path in paths):
         raise RetryableJobError(f"cannot process {paths[0]}")
     return {"processed": len(paths), "paths_seen": paths}

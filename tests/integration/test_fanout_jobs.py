@@ -16,6 +16,7 @@ from core.job_fanout import child_id, settle_detached
 from core.jobs import HANDLERS, cancel, get_job, job_to_dict, list_jobs, submit, wait
 from core.settings import IngestSettings, JobSettings, Settings
 from tests import fanout_handlers
+from tests.jobs_helpers import wait_until
 from tests.media_images import write_images
 
 
@@ -96,18 +97,17 @@ def test_a_chunk_that_keeps_failing_is_retried_then_reported_with_its_files(embe
 
 
 def test_cancel_reaches_children_and_ends_the_parent(embedded: Settings) -> None:
-    # Children wait in the queue: the executor's only thread is busy with the parent's first child first.
-    job = submit(fanout_handlers.PARENT_KIND, {"children": [[f"x{i}"] for i in range(40)]}, settings=embedded)
-    from tests.jobs_helpers import wait_until
-
-    wait_until(lambda: (j := get_job(job.id, embedded)) is not None and j.result.get("chunks"), 60, "the fan-out")
+    # The first child holds the executor's only thread until canceled; the other 39 wait in the queue.
+    children = [["hold"]] + [[f"x{i}"] for i in range(39)]
+    job = submit(fanout_handlers.PARENT_KIND, {"children": children}, settings=embedded)
+    first = child_id(job.id, 0)
+    wait_until(lambda: (j := get_job(first, embedded)) is not None and j.status == "running", 60, "the first child")
     cancel(job.id, embedded)
     done = wait(job.id, 60, embedded)
     assert done.status == "canceled"
-    children = list_jobs(parent_id=job.id, limit=100, settings=embedded)
-    assert len(children) == 40 and all(c.status in {"canceled", "succeeded"} for c in children)
-    assert any(c.status == "canceled" for c in children)
-    assert done.result["chunk_status"]["canceled"] == sum(c.status == "canceled" for c in children)
+    ended = list_jobs(parent_id=job.id, limit=100, settings=embedded)
+    assert len(ended) == 40 and {c.status for c in ended} == {"canceled"}
+    assert done.result["chunk_status"] == {"succeeded": 0, "failed": 0, "canceled": 40}
 
 
 def test_the_reaper_settles_a_parent_nobody_settled(embedded: Settings) -> None:
