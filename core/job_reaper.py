@@ -1,6 +1,7 @@
 """The reaper: requeue running jobs whose lease expired (their worker died), or fail them after max_attempts.
 
-It also settles detached fan-out parents whose children have ended (core/job_fanout.py), as a safety net.
+It also sends again retries whose delayed message was lost with its worker, and settles detached fan-out parents
+whose children have ended (core/job_fanout.py), as a safety net.
 
 It runs in every Celery worker and in the embedded executor. Several reapers may race; each change is a
 conditional update on the job's attempt number and expired lease, so exactly one of them acts on a job.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -78,6 +79,38 @@ def reap_expired(settings: Settings) -> list[str]:
     return acted
 
 
+def redispatch_lost_retries(settings: Settings) -> list[str]:
+    """Send again the retries due a lease ago that no worker claimed: a delayed Celery message waits in the memory
+    of the worker that took it, so it dies with that worker (Redis would redeliver it only after an hour)."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=settings.jobs.lease_s)
+    with read_session(settings) as session:
+        lost = session.execute(
+            select(Job.id, Job.kind, Job.lease_expires_at, Job.params)
+            .where(Job.status == "queued", Job.lease_expires_at < cutoff)
+            .limit(_BATCH)
+        ).all()
+    sent: list[str] = []
+    for job_id, kind, due, params in lost:
+        message_id = new_uuid() if settings.broker_url else None
+        with write_session(settings) as session:
+            # A new due time: should this message be lost too, the next pass a lease from now sends another.
+            won = updated_rows(
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == "queued", Job.lease_expires_at == due)
+                    .values(lease_expires_at=now, celery_id=message_id)
+                )
+            )
+        if won != 1:
+            continue  # claimed meanwhile, or another reaper sent it
+        logger.warning("job %s: its retry was due at %s and nobody claimed it; sent again", job_id, _when(due))
+        queue = str((params or {}).get(META_KEY, {}).get("queue") or "gpu")
+        dispatch(job_id, kind, queue, settings, message_id=message_id)
+        sent.append(job_id)
+    return sent
+
+
 class Reaper:
     """A daemon thread that calls reap_expired() now and then every reap_interval()."""
 
@@ -101,6 +134,7 @@ class Reaper:
         while True:
             try:
                 reap_expired(self.settings)
+                redispatch_lost_retries(self.settings)
                 settle_detached(self.settings)
             except Exception:
                 # A database or broker hiccup must not end the reaper: the next pass tries again.

@@ -290,7 +290,8 @@ def _failed(ctx: JobContext, claim: _Claim, lease: Lease, exc: Exception) -> str
         delay = retry_delay(claim.attempt)
         message_id = new_uuid() if settings.broker_url else None
         note = f"attempt {claim.attempt} failed ({reason}); retrying in {delay:.0f} s"
-        if lease.write(status="queued", error=note, lease_expires_at=None, celery_id=message_id):
+        due = utcnow() + timedelta(seconds=delay)
+        if lease.write(status="queued", error=note, lease_expires_at=due, celery_id=message_id):
             dispatch(job_id, claim.kind, claim.queue, settings, message_id=message_id, countdown=delay)
             return "queued"
         return None

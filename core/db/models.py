@@ -161,6 +161,8 @@ class Job(Base):
     parent_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Running: when the attempt's lease ends unless renewed. Queued for a retry: when the retry is due (a retry
+    # message that no worker claimed a lease after this was lost with its worker, and the reaper sends another).
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -4,6 +4,7 @@ a chunk that keeps failing, cancel, and a parent whose last child ended while no
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,24 @@ def test_the_reaper_settles_a_parent_nobody_settled(embedded: Settings) -> None:
     settled = get_job(job.id, embedded)
     assert settled is not None and (settled.status, settled.progress) == ("succeeded", 1.0)
     assert settled.result["processed"] == 2
+
+
+def test_a_retry_whose_message_was_lost_is_sent_again(embedded: Settings) -> None:
+    from core.db.models import utcnow
+    from core.job_reaper import redispatch_lost_retries
+    from core.jobs import META_KEY
+
+    lease = timedelta(seconds=embedded.jobs.lease_s)
+    params = {"items": [{"path": "a"}], META_KEY: {"queue": "ingest"}}
+    # Retries left queued with no message anywhere: one due two leases ago, one due just now (its message may
+    # still be on its way, so the reaper leaves it alone; this process's executor then picks up both on start).
+    lost, recent = (
+        Job(kind=fanout_handlers.CHILD_KIND, status="queued", params=params, result={}),
+        Job(kind=fanout_handlers.CHILD_KIND, status="queued", params=params, result={}),
+    )
+    lost.lease_expires_at, recent.lease_expires_at = utcnow() - 2 * lease, utcnow()
+    with write_session(embedded) as session:
+        session.add_all([lost, recent])
+    assert redispatch_lost_retries(embedded) == [lost.id]
+    done = wait(lost.id, 60, embedded)
+    assert (done.status, done.attempts, done.result["processed"]) == ("succeeded", 1, 1)
