@@ -12,7 +12,6 @@ Run: PYTHONPATH=. python bench/ingest.py [--images 1000] [--workers 2] [--model 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -35,7 +34,6 @@ from index.service import get_live_index
 from tests.media_images import distinct_image
 
 SIZE = (640, 480)
-DISTRIBUTED_BENCH = Path(__file__).resolve().with_name("ingest_distributed.py")
 
 
 def make_library(folder: Path, count: int, first_seed: int = 0) -> list[Path]:
@@ -153,23 +151,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _distributed_main(argv: list[str]) -> None:
-    if not DISTRIBUTED_BENCH.exists():
-        sys.exit(
-            f"--distributed needs the distributed ingest benchmark {DISTRIBUTED_BENCH}, which is not in this checkout"
-        )
-    spec = importlib.util.spec_from_file_location("bench_ingest_distributed", DISTRIBUTED_BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark (or, with --distributed, the distributed one) and print the report as JSON."""
     args = list(sys.argv[1:] if argv is None else argv)
     if "--distributed" in args:
-        _distributed_main([a for a in args if a != "--distributed"])
+        from bench.ingest_distributed import main as distributed_main
+
+        distributed_main([a for a in args if a != "--distributed"])
         return
     print(json.dumps(run(parser().parse_args(args)), indent=2))
 

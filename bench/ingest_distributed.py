@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,20 +27,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.ingest import make_library
 from bench.services import empty_redis_db, postgres_database
+from tests.jobs_helpers import stop_processes
 
 REPO = Path(__file__).resolve().parents[1]
 WARM_UP_CHUNK = 4
-
-
-def _load_bench_ingest() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_ingest", Path(__file__).with_name("ingest.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextmanager
@@ -81,13 +72,7 @@ def _workers(count: int, env: dict[str, str], logs: Path) -> Iterator[None]:
                 time.sleep(0.2)
         yield
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
 
 
 def _ingest(folder: Path, chunk_size: int, settings: Any) -> tuple[float, dict[str, Any]]:
@@ -106,7 +91,7 @@ def _ingest(folder: Path, chunk_size: int, settings: Any) -> tuple[float, dict[s
 
 def _run(workers: int, library: Path, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     warm_up = root / f"warm-up-{uuid.uuid4().hex[:8]}"
-    _load_bench_ingest().make_library(warm_up, WARM_UP_CHUNK * workers, first_seed=100_000)
+    make_library(warm_up, WARM_UP_CHUNK * workers, first_seed=100_000)
     from core.settings import EncoderSettings, IngestSettings, Settings
 
     with postgres_database() as database_url, _broker() as broker_url:
@@ -166,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="sensorium-bench-distributed-") as tmp:
         root = Path(tmp)
-        _load_bench_ingest().make_library(root / "library", args.images)
+        make_library(root / "library", args.images)
         # Rounds alternate 1 and 2 workers, so load from other processes on a shared machine hits both alike.
         rounds = [
             (_run(1, root / "library", root, args), _run(2, root / "library", root, args)) for _ in range(args.rounds)

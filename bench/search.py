@@ -17,7 +17,6 @@ Run: PYTHONPATH=. python bench/search.py [--vectors 100000] [--ann-vectors 10000
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -35,7 +34,6 @@ import numpy as np
 from core.settings import EncoderSettings, IndexSettings, Settings
 from tests.clustered_vectors import clustered_vectors, recall_at_k
 
-HTTP_BENCH = Path(__file__).resolve().with_name("http_search.py")
 _INSERT_CHUNK = 5000
 _WORDS = ["red", "car", "beach", "dog", "sunset", "city", "night", "forest", "portrait", "snow", "river", "cat"]
 
@@ -235,21 +233,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _http_main(argv: list[str]) -> None:
-    if not HTTP_BENCH.exists():
-        sys.exit(f"--http needs the REST benchmark {HTTP_BENCH}, which is not in this checkout")
-    spec = importlib.util.spec_from_file_location("bench_http_search", HTTP_BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark (or, with --http, the REST one) and print the report as JSON."""
     args = list(sys.argv[1:] if argv is None else argv)
     if "--http" in args:
-        _http_main([a for a in args if a != "--http"])
+        from bench.http_search import main as http_main
+
+        http_main([a for a in args if a != "--http"])
         return
     print(json.dumps(run(parser().parse_args(args)), indent=2))
 
