@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.rest.auth import Principal, principal
 from api.rest.bodies import form_model, media_type, parse_json_model, read_limited, read_multipart
-from api.rest.jobs import IDEMPOTENCY_HEADER, JobOut, job_out
+from api.rest.jobs import IDEMPOTENCY_HEADER, JobOut, job_out, job_refusals_as_problems
 from api.rest.openapi import form_schema, json_schema, operation
 from api.rest.problems import ProblemError, problem_responses
 from api.rest.schemas import RequestModel
@@ -95,30 +95,20 @@ class ImagesResponse(BaseModel):
 
 def _submit(state: ApiState, who: Principal, data: dict[str, Any], idempotency_key: str | None) -> Job:
     """Validate and submit a generation; every refusal becomes a problem and no job is left behind."""
-    from core.jobs import IdempotencyConflict, JobDispatchError, JobRequestError, QueueFull
     from generators.params import InvalidGenerationParams
     from generators.registry import GeneratorUnavailable
     from generators.service import submit_generation
 
     try:
-        return submit_generation(
-            data, owner_key_id=who.key_id, idempotency_key=idempotency_key, settings=state.settings
-        )
+        with job_refusals_as_problems(callback_given=data.get("callback_url") is not None):
+            return submit_generation(
+                data, owner_key_id=who.key_id, idempotency_key=idempotency_key, settings=state.settings
+            )
     except InvalidGenerationParams as exc:
         raise ProblemError("invalid-generation", str(exc), errors=exc.errors) from None
-    except QueueFull as exc:
-        raise ProblemError(
-            "queue-full", f"{exc}; retry in {exc.retry_after_s} s", headers={"Retry-After": str(exc.retry_after_s)}
-        ) from None
-    except IdempotencyConflict as exc:
-        raise ProblemError("conflict", str(exc)) from None
-    except JobRequestError as exc:
-        raise ProblemError("validation-error", str(exc), errors=[("callback_url", str(exc))]) from None
     except GeneratorUnavailable as exc:
         # The client can name a generator that is available here (GET /v1/generators says which).
         raise ProblemError("invalid-generation", str(exc), errors=[("generator", str(exc))]) from None
-    except JobDispatchError as exc:
-        raise ProblemError("unavailable", str(exc)) from None
 
 
 def _submit_and_wait(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -162,9 +164,9 @@ def submit_job(
     callback_url: str | None = None,
 ) -> Job:
     """Submit a job for this caller, turning the job service's refusals into problems (429, 409, 422, 503)."""
-    from core.jobs import IdempotencyConflict, JobDispatchError, JobRequestError, QueueFull, submit
+    from core.jobs import submit
 
-    try:
+    with job_refusals_as_problems(callback_given=callback_url is not None):
         return submit(
             kind,
             params,
@@ -174,6 +176,15 @@ def submit_job(
             callback_url=callback_url,
             settings=state.settings,
         )
+
+
+@contextmanager
+def job_refusals_as_problems(*, callback_given: bool) -> Iterator[None]:
+    """Turn the job service's refusals inside the block into problems (429, 409, 422, 503)."""
+    from core.jobs import IdempotencyConflict, JobDispatchError, JobRequestError, QueueFull
+
+    try:
+        yield
     except QueueFull as exc:
         raise ProblemError(
             "queue-full", f"{exc}; retry in {exc.retry_after_s} s", headers={"Retry-After": str(exc.retry_after_s)}
@@ -181,7 +192,7 @@ def submit_job(
     except IdempotencyConflict as exc:
         raise ProblemError("conflict", str(exc)) from None
     except JobRequestError as exc:
-        field = "callback_url" if callback_url is not None and "callback" in str(exc).lower() else "Idempotency-Key"
+        field = "callback_url" if callback_given and "callback" in str(exc).lower() else "Idempotency-Key"
         raise ProblemError("validation-error", str(exc), errors=[(field, str(exc))]) from None
     except JobDispatchError as exc:
         raise ProblemError("unavailable", str(exc)) from None
