@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from api.cli_output import fail
+
 app = typer.Typer(help="Sensorium: multimodal search and generation over your media library.", no_args_is_help=True)
 
 
@@ -20,11 +22,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from index.search import SearchError
 
     return (EncoderWeightsUnavailable, ModelMismatchError, SearchError, PermissionError, FileNotFoundError)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -45,7 +42,7 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log deb
     try:
         get_settings()
     except ValidationError as exc:  # a bad SENSORIUM_* variable: say which, not a traceback
-        _fail(f"invalid setting: {exc}")
+        fail(f"invalid setting: {exc}")
 
 
 @app.command()
@@ -86,10 +83,10 @@ def ingest(
     from index.service import get_live_index
 
     if not paths and manifest is None:
-        _fail("give files or folders to ingest, or --manifest FILE")
+        fail("give files or folders to ingest, or --manifest FILE")
     problem = label_problem(collection, tag or [])
     if problem:
-        _fail(problem)
+        fail(problem)
     if distributed:
         from api.cli_distributed import run_distributed
 
@@ -126,7 +123,7 @@ def ingest(
         )
         raise typer.Exit(130) from None
     except _user_errors() as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         failures = [{"path": o.path, "reason": o.reason} for o in summary.failures]
         summary_json = {
@@ -167,7 +164,7 @@ def search(
 
     for label, path in (("image", image), ("audio", audio)):
         if path is not None and not path.is_file():
-            _fail(f"query {label} not found: {path}")
+            fail(f"query {label} not found: {path}")
     request = SearchRequest(
         text=text,
         image=image.read_bytes() if image is not None else None,
@@ -183,7 +180,7 @@ def search(
     try:
         results = run_search(request)
     except _user_errors() as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps({"results": [r.to_dict() for r in results]}))
         return
@@ -195,7 +192,7 @@ def search(
 def _validate_kinds(kinds: list[str]) -> None:
     unknown = sorted(set(kinds) - {"image", "audio", "video"})
     if unknown:
-        _fail(f"unknown kind {', '.join(unknown)}: use image, audio or video")
+        fail(f"unknown kind {', '.join(unknown)}: use image, audio or video")
 
 
 def _report_reembed_failure(asset_id: str, error: str | None) -> None:
@@ -223,7 +220,7 @@ def reindex(
         else:
             typer.echo(f"index rebuilt: {reindexing.rebuild_snapshot()} vectors")
     except _user_errors() as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command()
@@ -238,7 +235,7 @@ def demo(
     try:
         run_demo(data_dir)
     except _user_errors() as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 # Command groups live in their own modules (each keeps heavy imports inside its commands).

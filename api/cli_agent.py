@@ -6,9 +6,11 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from api.cli_output import fail
 
 if TYPE_CHECKING:
     from agent.router import Router
@@ -21,11 +23,6 @@ def register(app: typer.Typer) -> None:
     """Add the ``agent`` and ``mcp`` commands to the CLI."""
     app.command("agent")(agent)
     app.command("mcp")(mcp)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def agent(
@@ -54,7 +51,7 @@ def agent(
     from core.settings import get_settings
 
     if (request is None) == (file is None):
-        _fail('give a request ("find photos of a red car") or --file requests.jsonl, not both')
+        fail('give a request ("find photos of a red car") or --file requests.jsonl, not both')
     settings = get_settings()
     # In embedded mode the job runs inside this process, which must stay alive until it ends.
     wait_s = wait if wait is not None else (0.0 if settings.broker_url else MAX_WAIT_S)
@@ -65,7 +62,7 @@ def agent(
     try:
         response = _run(request, settings, router, plan_only, wait_s, generator)
     except AgentInputError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps(response))
     else:
@@ -85,7 +82,7 @@ def _lines(file: Path) -> Iterator[bytes]:
         yield from sys.stdin.buffer
         return
     if not file.is_file():
-        _fail(f"request file not found: {file}")
+        fail(f"request file not found: {file}")
     with file.open("rb") as handle:
         yield from handle
 
@@ -157,5 +154,5 @@ def mcp(
 
     unknown = sorted(set(scope or []) - set(MCP_SCOPES))
     if unknown:
-        _fail(f"unknown scope {', '.join(unknown)}: use {', '.join(MCP_SCOPES)}")
+        fail(f"unknown scope {', '.join(unknown)}: use {', '.join(MCP_SCOPES)}")
     serve_stdio(get_settings(), scope or MCP_SCOPES)

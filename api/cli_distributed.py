@@ -10,11 +10,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from api.cli_jobs import EXIT_FAILED, EXIT_STILL_RUNNING, EXIT_USAGE
+from api.cli_output import EXIT_FAILED, EXIT_STILL_RUNNING, fail
 
 if TYPE_CHECKING:
     from core.db.models import Job
@@ -23,11 +23,6 @@ if TYPE_CHECKING:
 _POLL_S = 0.5
 _PLAIN_EVERY_S = 5.0
 _FAILURES_SHOWN = 20
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def _resolved(paths: list[Path], manifest: Path | None, roots: list[Path]) -> tuple[list[str], str | None]:
@@ -40,12 +35,12 @@ def _resolved(paths: list[Path], manifest: Path | None, roots: list[Path]) -> tu
         try:
             real = check_allowed(path, roots)
         except PathNotAllowed as exc:
-            _fail(str(exc))
+            fail(str(exc))
         if not real.exists():
-            _fail(f"{path}: no such file or folder")
+            fail(f"{path}: no such file or folder")
         resolved.append(str(real))
     if manifest is not None and not Path(resolved[-1]).is_file():
-        _fail(f"{manifest}: the manifest must be a file")
+        fail(f"{manifest}: the manifest must be a file")
     return (resolved[:-1], resolved[-1]) if manifest is not None else (resolved, None)
 
 
@@ -77,7 +72,7 @@ def run_distributed(
     try:
         job = submit("ingest", params, queue="ingest", settings=settings)
     except (JobRequestError, QueueFull, JobDispatchError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if not follow and settings.broker_url:
         typer.echo(json.dumps({"job_id": job.id}) if as_json else f"job {job.id} queued")
         return
@@ -86,7 +81,7 @@ def run_distributed(
     try:
         finished = _follow(job.id, settings, show=not as_json)
     except KeyboardInterrupt:
-        _fail(f"stopped following; job {job.id} goes on: `sensorium jobs show {job.id}`", EXIT_STILL_RUNNING)
+        fail(f"stopped following; job {job.id} goes on: `sensorium jobs show {job.id}`", EXIT_STILL_RUNNING)
     _report(finished, as_json)
 
 
@@ -105,7 +100,7 @@ def _follow(job_id: str, settings: Settings, show: bool) -> Job:
         while True:
             job = get_job(job_id, settings)
             if job is None:
-                _fail(f"job {job_id} vanished")
+                fail(f"job {job_id} vanished")
             if bar is not None:
                 bar.update(task, completed=job.progress)
             elif show and time.monotonic() - last_plain >= _PLAIN_EVERY_S:

@@ -9,9 +9,11 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from api.cli_output import EXIT_FAILED, EXIT_STILL_RUNNING, fail, note
 
 if TYPE_CHECKING:
     from core.db.models import Job
@@ -19,24 +21,12 @@ if TYPE_CHECKING:
     from generators.registry import GeneratorSpec
 
 _SIZE = re.compile(r"^\s*(\d{1,6})\s*[xX]\s*(\d{1,6})\s*$")
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_STILL_RUNNING = 3
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def _note(message: str) -> None:
-    typer.secho(message, fg=typer.colors.YELLOW, err=True)
 
 
 def _parse_size(size: str) -> tuple[int, int]:
     match = _SIZE.match(size)
     if match is None:
-        _fail(f"--size must be WIDTHxHEIGHT, e.g. 512x512 (got {size!r})")
+        fail(f"--size must be WIDTHxHEIGHT, e.g. 512x512 (got {size!r})")
     return int(match.group(1)), int(match.group(2))
 
 
@@ -72,7 +62,7 @@ def _offline_fallback(settings: Settings, spec: GeneratorSpec) -> Settings:
             stored = stored_model_id(session)
         if stored is not None and stored != model_id_for(fallback):
             raise
-        _note(
+        note(
             f"OFFLINE: weights for encoder {settings.encoder.model} ({settings.encoder.pretrained}) are not available "
             f"here. {spec.name!r} output is indexed with seeded random encoder weights, so search scores are "
             "meaningless; set SENSORIUM_ENCODER__PRETRAINED to real weights (README)."
@@ -142,7 +132,7 @@ def _exit_for(job: Job) -> None:
     if job.status in ("failed", "canceled"):
         raise typer.Exit(EXIT_FAILED)
     if job.status in ("queued", "running"):
-        _note(f"job {job.id} is still {job.status}; follow it with `sensorium jobs show {job.id}`")
+        note(f"job {job.id} is still {job.status}; follow it with `sensorium jobs show {job.id}`")
         raise typer.Exit(EXIT_STILL_RUNNING)
 
 
@@ -189,7 +179,9 @@ def generate(
     frames: Annotated[int | None, typer.Option(help="Video: number of frames.")] = None,
     fps: Annotated[int | None, typer.Option(help="Video: frames per second.")] = None,
     sample_rate: Annotated[int | None, typer.Option("--sample-rate", help="Audio: output sample rate (Hz).")] = None,
-    output_format: Annotated[str | None, typer.Option("--format", help="Output file format (png, wav, flac, mp3, mp4).")] = None,
+    output_format: Annotated[
+        str | None, typer.Option("--format", help="Output file format (png, wav, flac, mp3, mp4).")
+    ] = None,
     callback_url: Annotated[str | None, typer.Option("--callback-url", help="POSTed the job when it ends.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to end and print it.")] = False,
     timeout: Annotated[float, typer.Option(min=0, help="Seconds --wait waits at most.")] = 3600.0,
@@ -205,10 +197,10 @@ def generate(
         try:
             _list_generators(as_json)
         except GeneratorUnavailable as exc:
-            _fail(str(exc))
+            fail(str(exc))
         return
     if prompt is None:
-        _fail('give a prompt, e.g. sensorium generate "a red cube" --generator tiny-random --wait, or use --list')
+        fail('give a prompt, e.g. sensorium generate "a red cube" --generator tiny-random --wait, or use --list')
     settings = get_settings()
     request: dict[str, Any] = {"prompt": prompt}
     options = {"generator": generator, "negative_prompt": negative, "steps": steps, "seed": seed, "n": n,
@@ -222,12 +214,12 @@ def generate(
     try:
         job = _submit(request, init_image, callback_url, settings)
     except InvalidGenerationParams as exc:
-        _fail("invalid request: " + "; ".join(f"{field}: {reason}" for field, reason in exc.errors))
+        fail("invalid request: " + "; ".join(f"{field}: {reason}" for field, reason in exc.errors))
     if not wait and not embedded:
         _print_job(job, settings, as_json, with_assets=False)
         return
     if embedded and not wait:
-        _note("embedded mode (no SENSORIUM_BROKER_URL): the job runs in this process; waiting for it")
+        note("embedded mode (no SENSORIUM_BROKER_URL): the job runs in this process; waiting for it")
     _finish(job.id, settings, timeout, as_json)
 
 
@@ -247,11 +239,11 @@ def _submit(request: dict[str, Any], init_image: str | None, callback_url: str |
             _quiet_pipeline_loading()
         return submit_generation(request, callback_url=callback_url, settings=settings)
     except (GeneratorUnavailable, JobRequestError, EncoderWeightsUnavailable, ModelMismatchError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except QueueFull as exc:
-        _fail(f"{exc}; try again in {exc.retry_after_s} s", EXIT_FAILED)
+        fail(f"{exc}; try again in {exc.retry_after_s} s", EXIT_FAILED)
     except JobDispatchError as exc:
-        _fail(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
 
 
 def _finish(job_id: str, settings: Settings, timeout: float, as_json: bool) -> None:
@@ -282,7 +274,7 @@ def jobs(
         try:
             found = list_jobs(status=status, kind=kind, limit=limit, settings=settings)
         except JobRequestError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         if as_json:
             typer.echo(json.dumps({"jobs": [job_to_dict(job) for job in found]}))
         for job in [] if as_json else found:
@@ -290,19 +282,19 @@ def jobs(
             typer.echo(f"{job.id}  {job.kind:<8} {job.status:<9} {job.progress:>4.0%}  {created}  {job.error or ''}")
         return
     if action not in ("show", "cancel"):
-        _fail(f"unknown action {action!r}: use list, show ID or cancel ID")
+        fail(f"unknown action {action!r}: use list, show ID or cancel ID")
     if not job_id:
-        _fail(f"`sensorium jobs {action}` needs a job id")
+        fail(f"`sensorium jobs {action}` needs a job id")
     if action == "show":
         shown = get_job(job_id, settings)
         if shown is None:
-            _fail(f"no job {job_id!r}", EXIT_FAILED)
+            fail(f"no job {job_id!r}", EXIT_FAILED)
         _print_job(shown, settings, as_json)
         return
     try:
         canceled = cancel(job_id, settings)
     except JobNotFound as exc:
-        _fail(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
     _print_job(canceled, settings, as_json, with_assets=False)
 
 
@@ -324,7 +316,7 @@ def worker(
 
     settings = get_settings()
     if not settings.broker_url:
-        _fail(
+        fail(
             "a worker needs a broker: set SENSORIUM_BROKER_URL (e.g. redis://127.0.0.1:6379/0); without one, "
             "jobs run inside the process that submits them"
         )
@@ -336,7 +328,7 @@ def worker(
         try:
             serve_metrics(metrics_port)
         except OSError as exc:
-            _fail(f"cannot serve metrics on port {metrics_port}: {exc}")
+            fail(f"cannot serve metrics on port {metrics_port}: {exc}")
     from core.queue import run_worker
 
     _quiet_pipeline_loading()
@@ -344,7 +336,7 @@ def worker(
     try:
         run_worker(names, concurrency, settings)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def register(app: typer.Typer) -> None:

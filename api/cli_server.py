@@ -9,12 +9,9 @@ from typing import Annotated
 
 import typer
 
+from api.cli_output import fail
+
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def serve(
@@ -34,7 +31,7 @@ def serve(
 
     settings = get_settings()
     if settings.auth.disabled and not is_loopback(host):
-        _fail(
+        fail(
             f"SENSORIUM_AUTH__DISABLED is set, which is only allowed on a loopback address, not {host}; "
             "unset it and create a key with `sensorium keys create`"
         )
@@ -79,7 +76,7 @@ def keys_create(
     try:
         created = create_key(name, scope)
     except (UnknownScope, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     info = created.info
     if as_json:
         typer.echo(
@@ -131,7 +128,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (from `ke
     try:
         info = revoke_key(key_id)
     except KeyNotFound as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(f"revoked key {info.id} ({info.name})")
 
 
