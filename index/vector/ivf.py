@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from index.vector.base import as_ids, as_vectors, load_faiss
-from index.vector.gpu import GpuMirror, assignment_index, mirror_if_available
+from index.vector.base import as_vectors, load_faiss
+from index.vector.faiss_backend import FaissBackend
+from index.vector.gpu import assignment_index
 
 KMEANS_ITERATIONS = 12
 
 
-class IVFBackend:
+class IVFBackend(FaissBackend):
     """IVF-Flat: vectors are kept exactly, grouped into ``nlist`` lists; a query scans ``nprobe`` of them.
 
     Unlike HNSW it removes ids (a hashtable maps each id to its list), and unlike PQ it keeps recall high.
@@ -25,12 +26,10 @@ class IVFBackend:
         faiss = load_faiss()
         if index.direct_map.type != faiss.DirectMap.Hashtable:
             index.set_direct_map_type(faiss.DirectMap.Hashtable)  # removal by id without scanning every list
-        self._index = index
-        self.dim = int(index.d)
+        super().__init__(index, int(index.d), use_gpu)
         self.nlist = int(index.nlist)
         self.nprobe = max(1, min(nprobe, self.nlist))
         self.trained_on = trained_on
-        self._gpu: GpuMirror | None = mirror_if_available(use_gpu)
 
     @classmethod
     def train(
@@ -64,28 +63,10 @@ class IVFBackend:
             raise ValueError(f"snapshot holds a {type(index).__name__}, not an IVF-Flat index")
         return cls(index, nprobe, trained_on, use_gpu)
 
-    def __len__(self) -> int:
-        return int(self._index.ntotal)
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add vectors under their segment ids."""
-        if len(ids):
-            ids, vectors = as_ids(ids), as_vectors(vectors)
-            self._index.add_with_ids(vectors, ids)
-            if self._gpu is not None:
-                self._gpu.added(ids, vectors)
-
-    def remove(self, ids: np.ndarray) -> int:
-        """Remove the given ids; return how many were present."""
-        if not len(ids) or not len(self):
-            return 0
+    def _remove_ids(self, ids: np.ndarray) -> int:
         faiss = load_faiss()
-        ids = as_ids(ids)
         # The hashtable direct map only accepts an explicit array of ids.
-        removed = int(self._index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
-        if removed and self._gpu is not None:
-            self._gpu.removed()
-        return removed
+        return int(self._index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
 
     def probes_for(self, k: int) -> int:
         """Return how many lists to scan: ``nprobe``, or more when k needs more candidates than they hold."""
@@ -95,8 +76,7 @@ class IVFBackend:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return the top-k (scores, ids) per query; slots the probed lists could not fill have id -1."""
-        k = max(1, min(k, len(self))) if len(self) else 1
-        index = self._gpu.searcher(self._index, k) if self._gpu is not None else self._index
+        index, k = self._searcher(k)
         index.nprobe = self.probes_for(k)
         # FAISS's default parallel_mode 0 runs a single query on one thread. Splitting its lists across threads
         # (mode 1) measured 28 ms p50 instead of 1 ms at 1M on 2 cores while other processes kept them busy.
@@ -115,8 +95,3 @@ class IVFBackend:
                 codes = faiss.rev_swig_ptr(lists.get_codes(list_no), size * self._index.code_size)
                 all_vectors.append(np.frombuffer(codes.tobytes(), dtype=np.float32).reshape(size, self.dim))
         return np.concatenate(all_ids), np.concatenate(all_vectors)
-
-    def write(self, handle: Any) -> None:
-        """Write the FAISS index through ``handle.write`` (streamed: no second copy in memory)."""
-        faiss = load_faiss()
-        faiss.write_index(self._index, faiss.PyCallbackIOWriter(handle.write))
