@@ -82,7 +82,6 @@ def _publish(staging: Path, dest: Path, complete: Callable[[Path], bool]) -> Non
 
 def _save_tiny_pipeline(folder: Path) -> None:
     import torch
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     # Typed as Any: mypy sees diffusers' config-registering constructors as untyped and its lazy exports as dummies.
     diffusers: Any = importlib.import_module("diffusers")
@@ -113,19 +112,7 @@ def _save_tiny_pipeline(folder: Path) -> None:
             latent_channels=4,
             norm_num_groups=2,
         )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-                hidden_size=32,
-                intermediate_size=37,
-                num_attention_heads=4,
-                num_hidden_layers=5,
-                vocab_size=len(tokenizer),
-                max_position_embeddings=CLIP_MAX_TOKENS,
-            )
-        )
+        text_encoder = tiny_clip_text_encoder(tokenizer, layers=5, max_positions=CLIP_MAX_TOKENS)
     # Stable Diffusion 1.x's scheduler settings; steps_offset=1 avoids diffusers' "outdated config" warning.
     scheduler = diffusers.DDIMScheduler(
         beta_start=0.00085,
@@ -146,6 +133,25 @@ def _save_tiny_pipeline(folder: Path) -> None:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(folder)
+
+
+def tiny_clip_text_encoder(tokenizer: Any, layers: int, max_positions: int) -> Any:
+    """Return a random-weight CLIP text encoder (width 32, 4 heads) sized for ``tokenizer``."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=layers,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=max_positions,
+        )
+    )
 
 
 def clip_tokenizer(workdir: Path) -> Any:

@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from generators.registry import TINY_MODEL
-from generators.tiny import build_atomically, build_tiny_pipeline, clip_tokenizer
+from generators.tiny import build_atomically, build_tiny_pipeline, clip_tokenizer, tiny_clip_text_encoder
 
 # Written last by a build: the files of the saved folder and their sizes, so completeness needs no per-class list.
 MANIFEST = "sensorium-tiny.json"
@@ -303,8 +303,6 @@ def _stable_audio() -> Any:
 
 def _text_to_video_sd() -> Any:
     """TextToVideoSDPipeline (text-to-video-synth): UNet3D, 4-level VAE, CLIP text encoder with the real vocabulary."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     diffusers = _diffusers()
     with tempfile.TemporaryDirectory() as bpe_dir:
         tokenizer = clip_tokenizer(Path(bpe_dir))
@@ -330,19 +328,7 @@ def _text_to_video_sd() -> Any:
         latent_channels=4,
         norm_num_groups=4,
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=tokenizer.model_max_length,
-        )
-    )
+    text_encoder = tiny_clip_text_encoder(tokenizer, layers=2, max_positions=tokenizer.model_max_length)
     scheduler = diffusers.DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
