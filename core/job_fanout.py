@@ -11,7 +11,6 @@ finished its last child died before settling it.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -23,10 +22,10 @@ from core.db.models import Job, new_uuid, utcnow
 from core.jobs import META_KEY, TERMINAL, AwaitChildren, JobCanceled, dispatch, job_finished
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from core.jobs import JobContext
     from core.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 _INSERT_BATCH = 500
 _LIST_CAP = 10_000  # longest list a merged result keeps (asset ids, failures); the counts stay exact
@@ -142,7 +141,7 @@ def settle(parent_id: str, settings: Settings) -> None:
     job_finished(finished, settings)
 
 
-def _finish(session: Any, parent: Job) -> None:
+def _finish(session: Session, parent: Job) -> None:
     """Write the parent's merged result and final status (its children have all ended)."""
     merged = dict(parent.result or {})
     chunk_status = {"succeeded": 0, "failed": 0, "canceled": 0}
