@@ -329,7 +329,7 @@ def worker(
             serve_metrics(metrics_port)
         except OSError as exc:
             fail(f"cannot serve metrics on port {metrics_port}: {exc}")
-    from core.queue import run_worker
+    from core.jobs import run_worker
 
     _quiet_pipeline_loading()
     names = [name.strip() for name in queues.split(",") if name.strip()]

@@ -93,6 +93,8 @@ class JobSettings(BaseModel):
     heartbeat_s: float = Field(default=10.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     max_queue_depth: int = Field(default=100, ge=1)
+    # Each API key's share of a kind's waiting queue, so one key cannot fill it for everyone.
+    max_queued_per_key: int = Field(default=25, ge=1)
     embedded_workers: int = Field(default=1, ge=1)
     allow_private_callbacks: bool = False
     callback_secret: str | None = None

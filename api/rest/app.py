@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         start_embedded_executor(settings)  # embedded mode: this process runs queued jobs
 
     def on_shutdown(app: Litestar) -> None:
-        from core.job_executor import stop_executors
+        from core.jobs import stop_executors
 
         stop_executors()  # lets running embedded jobs finish; queued ones resume at the next start
 

@@ -12,8 +12,7 @@ import numpy as np
 from core.settings import Settings
 from index.ingest.discover import Candidate
 from index.ingest.images import encoder_ready, thumbnail_jpeg
-from index.ingest.prepare import PrepareContext
-from index.ingest.prepared import PreparedAsset, PreparedSegment
+from index.ingest.prepared import PrepareContext, PreparedAsset, PreparedSegment
 from index.media.audio import iter_audio_chunks, spectrogram_windows
 from index.media.probe import MediaInfo, probe
 from index.media.video import iter_scenes

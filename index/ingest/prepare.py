@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from core.blobs import BlobStore
-from core.settings import Settings
-from index.encoders.base import Encoder
 from index.ingest.discover import Candidate
 from index.ingest.images import encoder_ready, open_image, thumbnail_jpeg
-from index.ingest.prepared import PreparedAsset, PreparedSegment
+from index.ingest.prepared import PrepareContext, PreparedAsset, PreparedSegment, Preparer
 
-
-@dataclass
-class PrepareContext:
-    """What every preparer needs: settings, the encoder's preprocessing, the blob store."""
-
-    settings: Settings
-    encoder: Encoder
-    blobs: BlobStore
-
-
-Preparer = Callable[[Candidate, str, int, PrepareContext], PreparedAsset]
+__all__ = ["PrepareContext", "Preparer", "prepare_image", "preparer_for"]
 
 
 def prepare_image(candidate: Candidate, sha256: str, size: int, ctx: PrepareContext) -> PreparedAsset:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from index.ingest.discover import Candidate
+
+if TYPE_CHECKING:
+    from core.blobs import BlobStore
+    from core.settings import Settings
+    from index.encoders.base import Encoder
 
 
 @dataclass
@@ -59,3 +65,15 @@ class Failure:
     reason: str
     sha256: str | None = None
     size: int = 0
+
+
+@dataclass
+class PrepareContext:
+    """What every preparer needs: settings, the encoder's preprocessing, the blob store."""
+
+    settings: Settings
+    encoder: Encoder
+    blobs: BlobStore
+
+
+Preparer = Callable[[Candidate, str, int, PrepareContext], PreparedAsset]

@@ -12,8 +12,7 @@ from sqlalchemy import func, select
 from agent.loop import run_agent
 from core.db.engine import read_session
 from core.db.models import Asset
-from core.job_executor import stop_executors
-from core.jobs import list_jobs
+from core.jobs import list_jobs, stop_executors
 from core.settings import Settings
 from generators.registry import Task, default_generator, weights_available
 from tests.agent_library import ingest_images, plant

@@ -12,7 +12,7 @@ from litestar.testing import TestClient
 from agent.tools import openai_tools
 from api.rest.app import create_app
 from core.apikeys import create_key
-from core.job_executor import stop_executors
+from core.jobs import stop_executors
 from core.settings import Settings
 from tests.agent_library import ingest_images
 from tests.conftest import TINY_ENCODER

@@ -22,7 +22,6 @@ from sqlalchemy import select, update
 from core.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, wait_for_deliveries
 from core.db.engine import read_session, write_session
 from core.db.models import Asset, Job, utcnow
-from core.job_executor import stop_executors
 from core.jobs import (
     IdempotencyConflict,
     JobRequestError,
@@ -31,6 +30,7 @@ from core.jobs import (
     get_job,
     job_to_dict,
     start_embedded_executor,
+    stop_executors,
     wait,
 )
 from core.settings import JobSettings, Settings
