@@ -247,8 +247,8 @@ def _submit(request: dict[str, Any], init_image: str | None, callback_url: str |
 
 
 def _finish(job_id: str, settings: Settings, timeout: float, as_json: bool) -> None:
-    from core.callbacks import wait_for_deliveries
     from core.jobs import wait as wait_for
+    from core.outbox import wait_for_deliveries
 
     job = wait_for(job_id, timeout, settings)
     # Give the job's callback (if any) a chance to arrive before this process exits.

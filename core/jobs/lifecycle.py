@@ -25,9 +25,9 @@ def job_finished(job: Job, settings: Settings) -> None:
         settle_parent(job.parent_id, settings)
     callback_url = job_meta(job).get("callback_url")
     if callback_url:
-        from core.callbacks import deliver_in_background
+        from core.outbox import enqueue
 
-        deliver_in_background(callback_url, job_to_dict(job), settings)
+        enqueue(job.id, callback_url, job_to_dict(job), settings)
     with _finished:
         _finished.notify_all()
 

@@ -2,7 +2,8 @@
 
 It also sends again queued jobs that nobody claimed a lease after their message was due (the message was lost:
 a broker that lost it, or a delayed retry held in the memory of a worker that died), and settles detached fan-out
-parents whose children have ended (core/jobs/fanout.py), as a safety net.
+parents whose children have ended (core/jobs/fanout.py) and starts senders for webhook deliveries left by a dead
+process (core/outbox.py), as safety nets.
 
 It runs in every Celery worker and in the embedded executor. Several reapers may race; each change is a
 conditional update on the job's attempt number and lease (or due time), so exactly one of them acts on a job.
@@ -22,6 +23,7 @@ from core.jobs.lifecycle import job_finished, settle_detached
 from core.jobs.model import aware, queue_of
 from core.jobs.store import get_job, updated_rows
 from core.jobs.transport import dispatch, waiting
+from core.outbox import pump
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -151,6 +153,7 @@ class Reaper:
                 reap_expired(self.settings)
                 redispatch_unclaimed(self.settings)
                 settle_detached(self.settings)
+                pump(self.settings)  # callbacks whose process died while sending them
             except Exception:
                 # A database or broker hiccup must not end the reaper: the next pass tries again.
                 logger.exception("reaper pass failed")
