@@ -44,6 +44,7 @@ class PreparedAsset:
     meta: dict[str, Any] = field(default_factory=dict)
     segments: list[PreparedSegment] = field(default_factory=list)
     media_seconds: float = 0.0
+    asset_id: str | None = None  # the pending asset this ingest claimed for the content
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Failure:
     reason: str
     sha256: str | None = None
     size: int = 0
+    asset_id: str | None = None  # the claimed asset, marked failed with the reason
 
 
 @dataclass
