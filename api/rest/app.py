@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     state = ApiState(
         settings=settings,
         signer=UrlSigner(load_signing_key(settings), settings.api.url_ttl_s),
-        limiter=RateLimiter(settings.api.rate_limit_per_minute),
+        limiter=RateLimiter(settings.api.rate_limit_per_minute, redis_url=settings.broker_url),
     )
     v1 = Router(
         "/v1",

@@ -186,8 +186,12 @@ def job_refusals_as_problems(*, callback_given: bool) -> Iterator[None]:
     try:
         yield
     except QueueFull as exc:
+        # Retry-After comes from the queue's drain rate; a key over its share is told that others are not blocked.
+        whose = "; other keys can still submit" if exc.per_key else ""
         raise ProblemError(
-            "queue-full", f"{exc}; retry in {exc.retry_after_s} s", headers={"Retry-After": str(exc.retry_after_s)}
+            "queue-full",
+            f"{exc}{whose}; retry in {exc.retry_after_s} s",
+            headers={"Retry-After": str(exc.retry_after_s)},
         ) from None
     except IdempotencyConflict as exc:
         raise ProblemError("conflict", str(exc)) from None
