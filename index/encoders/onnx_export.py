@@ -20,7 +20,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-EXPORT_VERSION = 1  # bump when the exported graphs change
+EXPORT_VERSION = 2  # bump when the exported graphs change
 OPSET = 17
 _CHECK_COSINE = 0.9999  # an fp32 export must match torch this closely on its probe inputs
 
@@ -79,9 +79,11 @@ def _export(folder: Path, model_name: str, model: Any, tokenizer: Any) -> None:
     import torch
 
     from index.encoders.onnx_towers import (
+        ClassTokenImageTower,
         ImageTower,
         ShortTextTower,
         TextTower,
+        supports_class_token_tower,
         supports_short_text,
         use_export_attention,
     )
@@ -100,7 +102,8 @@ def _export(folder: Path, model_name: str, model: Any, tokenizer: Any) -> None:
     text_tower = ShortTextTower(lean) if short else TextTower(lean)
     text_axes = {0: "batch", 1: "length"} if short else {0: "batch"}
     try:
-        _export_one(ImageTower(lean), pixels, staging / "image.onnx", "pixels", {0: "batch"})
+        image_tower = ClassTokenImageTower(lean) if supports_class_token_tower(lean) else ImageTower(lean)
+        _export_one(image_tower, pixels, staging / "image.onnx", "pixels", {0: "batch"})
         _export_one(text_tower, tokens, staging / "text.onnx", "tokens", text_axes)
         with torch.inference_mode():
             want_image = model.encode_image(pixels).float().numpy()

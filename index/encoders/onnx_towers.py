@@ -33,13 +33,20 @@ class ExportAttention(nn.Module):
     ) -> tuple[torch.Tensor, None]:
         """Return the attention output (and None for the weights), as ``nn.MultiheadAttention`` does."""
         inner = self.inner
-        plain = key is query and value is query and inner._qkv_same_embed_dim and inner.batch_first
+        plain = value is key and inner._qkv_same_embed_dim and inner.batch_first
         if not plain or need_weights or kwargs.get("key_padding_mask") is not None:
             return inner(query, key, value, need_weights=need_weights, attn_mask=attn_mask, **kwargs)
         tokens, width = query.shape[1], query.shape[2]
-        qkv = nn.functional.linear(query, inner.in_proj_weight, inner.in_proj_bias)
-        qkv = qkv.reshape(-1, tokens, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        weight, bias = inner.in_proj_weight, inner.in_proj_bias
+        if key is query:
+            qkv = nn.functional.linear(query, weight, bias)
+            qkv = qkv.reshape(-1, tokens, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv.unbind(0)
+        else:  # queries from some tokens only (the class token of the last block), keys and values from all
+            q = nn.functional.linear(query, weight[:width], None if bias is None else bias[:width])
+            q = q.reshape(-1, tokens, self.heads, self.head_dim).transpose(1, 2)
+            kv = nn.functional.linear(key, weight[width:], None if bias is None else bias[width:])
+            k, v = kv.reshape(-1, key.shape[1], 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         scores = torch.matmul(q * self.head_dim**-0.5, k.transpose(-1, -2))
         if attn_mask is not None:
             scores = scores + attn_mask
@@ -65,6 +72,49 @@ class ImageTower(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Return the image features."""
         return self.model.encode_image(pixels)
+
+
+class ClassTokenImageTower(nn.Module):
+    """pixels -> image features of a class-token ViT, with the last block computed for the class token alone.
+
+    Only the class token's output is read, so in the last block the other tokens serve as keys and values and
+    need neither queries, attention output nor MLP: the same result for about 6 % fewer FLOPs (ViT-B-32).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model: Any = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Return the image features."""
+        visual = self.model.visual
+        x = visual._embeds(pixels)
+        *blocks, last = visual.transformer.resblocks
+        for block in blocks:
+            x = block(x)
+        normed = last.ln_1(x)
+        cls = x[:, :1] + last.ls_1(last.attn(normed[:, :1], normed, normed, need_weights=False)[0])
+        cls = cls + last.ls_2(last.mlp(last.ln_2(cls)))
+        pooled = visual.ln_post(cls[:, 0])  # a per-token norm: pooling first changes nothing
+        return pooled if visual.proj is None else pooled @ visual.proj
+
+
+def supports_class_token_tower(model: nn.Module) -> bool:
+    """Return whether the image tower is a plain class-token-pooled ViT that ClassTokenImageTower handles."""
+    from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+
+    visual: Any = getattr(model, "visual", None)
+    if type(visual) is not VisionTransformer:
+        return False
+    blocks = list(visual.transformer.resblocks)
+    return (
+        visual.attn_pool is None
+        and visual.pool_type == "tok"
+        and not visual.output_tokens
+        and visual.transformer.batch_first
+        and bool(blocks)
+        and all(type(b) is ResidualAttentionBlock and not hasattr(b, "ln_1_kv") for b in blocks)
+    )
 
 
 class TextTower(nn.Module):
