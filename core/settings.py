@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,15 @@ class EncoderSettings(BaseModel):
     device: str = "auto"
     batch_size: int = Field(default=32, ge=1, le=4096)
     seed: int = 0
+    # auto: ONNX Runtime on CPU (measured faster, bench/encoder.py), torch on CUDA.
+    runtime: Literal["auto", "torch", "onnx"] = "auto"
+    # int8: ONNX Runtime dynamic quantization; its vectors get a model id of their own.
+    quantize: Literal["none", "int8"] = "none"
+    onnx_threads: int = Field(default=0, ge=0, le=256)  # ONNX Runtime intra-op threads; 0 = one per usable core
+    export_dir: Path | None = None  # ONNX exports; unset = <data dir>/models
+    query_cache_size: int = Field(default=1024, ge=0, le=1_000_000)  # text query vectors kept per process; 0 = off
+    query_batch_wait_ms: float = Field(default=2.0, ge=0, le=50)  # serve: wait this long to batch queries; 0 = off
+    query_batch_max: int = Field(default=32, ge=1, le=1024)
 
 
 class IngestSettings(BaseModel):
@@ -149,6 +158,12 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     generators: GeneratorSettings = GeneratorSettings()
     agent: AgentSettings = AgentSettings()
+
+    @model_validator(mode="after")
+    def _export_dir_in_data_dir(self) -> Settings:
+        if self.encoder.export_dir is None:
+            self.encoder = self.encoder.model_copy(update={"export_dir": self.data_dir / "models"})
+        return self
 
     def resolved_data_dir(self) -> Path:
         """Return the absolute data dir, creating it if needed."""

@@ -15,6 +15,7 @@ from core.db.engine import read_session
 from core.db.models import Asset, AssetCollection, AssetTag, Segment
 from core.settings import Settings, get_settings
 from index.encoders import get_encoder
+from index.encoders.queries import get_query_encoder
 from index.fulltext import text_hits
 from index.ingest.images import encoder_ready, open_image
 from index.service import get_live_index
@@ -53,6 +54,7 @@ class SearchRequest:
     limit: int = 10
     offset: int = 0
     mode: str = "hybrid"
+    micro_batch: bool = False  # encode a text query together with concurrent ones (serve's request threads)
 
 
 @dataclass
@@ -154,7 +156,8 @@ def _query_vector(request: SearchRequest, session: Session, settings: Settings) 
         vector = np.asarray(request.vector, dtype=np.float32).reshape(1, -1)
         return _mean_direction(vector), _TEXT_QUERY_SEGMENTS
     if request.text is not None:
-        return encoder.encode_texts([request.text]), _TEXT_QUERY_SEGMENTS
+        query = get_query_encoder(settings.encoder).encode(request.text, batched=request.micro_batch)
+        return query, _TEXT_QUERY_SEGMENTS
     if request.image is not None:
         try:
             image, _ = open_image(request.image, settings.ingest.max_image_pixels)

@@ -146,6 +146,7 @@ def _run(state: ApiState, fields: SearchFields, files: dict[str, bytes]) -> list
         limit=fields.limit,
         offset=fields.offset,
         mode=fields.mode,
+        micro_batch=True,  # concurrent text queries share one text-encoder batch
     )
     started = time.perf_counter()
     results = search(request, state.settings)
