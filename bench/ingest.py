@@ -49,7 +49,7 @@ def make_library(folder: Path, count: int, first_seed: int = 0) -> list[Path]:
 
 
 def _prepare(path: Path, encoder: Encoder, settings: Settings) -> Any:
-    image, _ = open_image(path, settings.ingest.max_image_pixels)
+    image, _ = open_image(path, settings.ingest.max_image_pixels, max_decoded_bytes=settings.ingest.max_decoded_bytes)
     thumbnail_jpeg(image, settings.thumbnails.size, settings.thumbnails.quality)
     return encoder.preprocess(encoder_ready(image))
 

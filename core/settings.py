@@ -35,6 +35,10 @@ class IngestSettings(BaseModel):
     allowed_roots: list[Path] | None = None
     workers: int = Field(default=2, ge=1, le=64)
     max_image_pixels: int = Field(default=64_000_000, ge=1)
+    # Decoded size (pixels x bands x bytes per sample): a 16-bit image costs twice an 8-bit one of the same pixels.
+    max_decoded_bytes: int = Field(default=192 * 1024**2, ge=1)
+    # Query images and uploads decoded at once per process (each may take up to max_decoded_bytes).
+    max_concurrent_decodes: int = Field(default=2, ge=1)
     max_file_bytes: int = Field(default=2 * 1024**3, ge=1)
     # Distributed ingest: files per chunk job on the ``ingest`` queue (each chunk runs whole on one worker).
     chunk_size: int = Field(default=256, ge=1, le=100_000)
@@ -101,6 +105,16 @@ class ApiSettings(BaseModel):
     signing_key: str | None = None
     # GET /metrics (Prometheus text format) is open, like /healthz: scrapers rarely send credentials.
     metrics_enabled: bool = True
+    # Hardening: concurrent `wait=` requests per key (and how often their jobs are polled), JSON nesting depth.
+    max_waits_per_key: int = Field(default=16, ge=1)
+    wait_poll_s: float = Field(default=0.05, gt=0, le=5)
+    max_json_depth: int = Field(default=64, ge=1, le=500)
+    # `sensorium serve`: a request's headers must arrive within header_timeout_s; a request (headers or body) that
+    # sends nothing for idle_timeout_s is dropped; idle keep-alive connections close after keep_alive_s.
+    header_timeout_s: float = Field(default=15.0, gt=0)
+    idle_timeout_s: float = Field(default=30.0, gt=0)
+    keep_alive_s: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
 
 
 class JobSettings(BaseModel):

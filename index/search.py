@@ -17,7 +17,7 @@ from core.settings import Settings, get_settings
 from index.encoders import get_encoder
 from index.encoders.queries import get_query_encoder
 from index.fulltext import text_hits
-from index.ingest.images import encoder_ready, open_image
+from index.ingest.images import decode_slot, encoder_ready, open_image
 from index.service import get_live_index
 from index.vector.live import vectors_from_bytes
 
@@ -160,7 +160,11 @@ def _query_vector(request: SearchRequest, session: Session, settings: Settings) 
         return query, _TEXT_QUERY_SEGMENTS
     if request.image is not None:
         try:
-            image, _ = open_image(request.image, settings.ingest.max_image_pixels)
+            limits = settings.ingest
+            with decode_slot(limits.max_concurrent_decodes):
+                image, _ = open_image(
+                    request.image, limits.max_image_pixels, max_decoded_bytes=limits.max_decoded_bytes
+                )
         except ValueError as exc:
             raise SearchError(f"query image unusable: {exc}") from None
         return encoder.encode_images([encoder_ready(image)]), _IMAGE_QUERY_SEGMENTS

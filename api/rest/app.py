@@ -31,6 +31,7 @@ from api.rest.ratelimit import RateLimiter
 from api.rest.search import SearchController
 from api.rest.signing import UrlSigner, load_signing_key
 from api.rest.state import ApiState
+from api.rest.waits import JobWaiter
 from core.settings import Settings, get_settings
 
 log = logging.getLogger("sensorium.api")
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings=settings,
         signer=UrlSigner(load_signing_key(settings), settings.api.url_ttl_s),
         limiter=RateLimiter(settings.api.rate_limit_per_minute, redis_url=settings.broker_url),
+        waiter=JobWaiter(settings),
     )
     v1 = Router(
         "/v1",

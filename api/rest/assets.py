@@ -377,10 +377,12 @@ def _check_decodable(file: UploadedFile, kind: str, settings: Settings) -> str |
     if file.size == 0:
         return "empty file (0 bytes)"
     if kind == "image":
-        from index.ingest.images import open_image
+        from index.ingest.images import decode_slot, open_image
 
+        limits = settings.ingest
         try:
-            open_image(file.path, settings.ingest.max_image_pixels)
+            with decode_slot(limits.max_concurrent_decodes):
+                open_image(file.path, limits.max_image_pixels, max_decoded_bytes=limits.max_decoded_bytes)
         except ValueError as exc:
             return str(exc)
         return None

@@ -13,7 +13,10 @@ __all__ = ["PrepareContext", "Preparer", "prepare_image", "preparer_for"]
 
 def prepare_image(candidate: Candidate, sha256: str, size: int, ctx: PrepareContext) -> PreparedAsset:
     """Decode an image into one ``image`` segment with a thumbnail."""
-    image, (width, height) = open_image(candidate.path, ctx.settings.ingest.max_image_pixels)
+    limits = ctx.settings.ingest
+    image, (width, height) = open_image(
+        candidate.path, limits.max_image_pixels, max_decoded_bytes=limits.max_decoded_bytes
+    )
     thumbs = ctx.settings.thumbnails
     thumbnail_key = ctx.blobs.put_thumbnail(f"{sha256}.jpg", thumbnail_jpeg(image, thumbs.size, thumbs.quality))
     segment = PreparedSegment(

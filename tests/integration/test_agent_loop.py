@@ -61,7 +61,6 @@ def test_search_or_generate_generates_in_an_empty_library(settings: Settings) ->
         "modality": "image",
         "generator": "tiny-random",
         "n": 2,
-        "wait_s": 120,
     }
     [job] = response["jobs"]
     assert job["status"] == "succeeded" and job["params"]["prompt"] == "a logo with a fox"
