@@ -270,9 +270,11 @@ def _submit(request: dict[str, Any], init_image: str | None, callback_url: str |
         if not settings.broker_url:
             prepare(request, settings)  # refuse a bad request before the encoder loads
             get_encoder(settings.encoder)  # refuse missing encoder weights before the job is queued
-            announce_weights(settings)
             _quiet_pipeline_loading()
-        return submit_generation(request, callback_url=callback_url, settings=settings)
+        job = submit_generation(request, callback_url=callback_url, settings=settings)
+        if not settings.broker_url:
+            announce_weights(settings)  # this process indexes the outputs
+        return job
     except (GeneratorUnavailable, JobRequestError, EncoderWeightsUnavailable, ModelMismatchError) as exc:
         fail(str(exc))
     except QueueFull as exc:

@@ -105,7 +105,7 @@ def run_demo(folder: Path | None = None) -> None:
     if by_image:
         first = by_image[0]
         _show(search(SearchRequest(asset_id=first.asset_id, limit=5), settings), f"more like: {first.name}")
-    console.print(f"Data for this demo lives in {folder}; try:\n  {try_command(settings)}")
+    console.print(f"Data for this demo lives in {folder}; try:\n  {try_command(settings)}", soft_wrap=True)
 
 
 def _show(results: list[SearchResult], title: str) -> None:
