@@ -57,6 +57,7 @@ def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    logging.captureWarnings(True)  # library warnings (torch, diffusers) go to the log, shown with --verbose
     if not verbose:
         logging.getLogger().setLevel(logging.ERROR)  # open_clip warns on every random-weight build
         for handler in logging.getLogger().handlers:

@@ -74,10 +74,11 @@ class AccessTextFormatter(logging.Formatter):
             return message
         if not isinstance(line, dict):
             return message
+        field = {key: "-" if value is None else value for key, value in line.items()}.get
         return (
-            f"{self.formatTime(record)} {line.get('method')} {line.get('path')} {line.get('status')} "
-            f"{line.get('bytes')} B {line.get('duration_ms')} ms key={line.get('key_id') or '-'} "
-            f"client={line.get('client') or '-'} request_id={line.get('request_id')}"
+            f"{self.formatTime(record)} {field('method', '-')} {field('path', '-')} {field('status', '-')} "
+            f"{field('bytes', '-')} B {field('duration_ms', '-')} ms key={field('key_id', '-')} "
+            f"client={field('client', '-')} request_id={field('request_id', '-')}"
         )
 
 
