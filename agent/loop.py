@@ -25,6 +25,7 @@ from agent.tools import (
 from core.settings import Settings
 from generators.params import MAX_PROMPT_CHARS
 from generators.registry import AUDIO_TASKS, IMAGE_TASKS, GeneratorSpec
+from index.offline import uses_random_weights
 
 MAX_REQUEST_CHARS = 10_000
 DEFAULT_SCOPES = ("search", "generate")
@@ -211,6 +212,8 @@ def _execute(
         why = f"best match scores {best:.3f} < threshold {threshold}"
     else:
         why = "no assets matched" if not found else "no asset matched by similarity (only by name or text)"
+    if uses_random_weights(settings.encoder):  # then every text score is noise, and that is why it generates
+        why += " (the encoder runs on seeded random weights, so text scores mean nothing)"
     if not run.ctx.allows("generate"):
         run.notes.append(
             f"{why}; generating would need the `generate` scope, which the caller lacks: "

@@ -5,14 +5,36 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from api.cli_output import fail
+from api.cli_help import HELP_OPTIONS, example, humanize
+from api.cli_output import announce_weights, fail, note, print_ingest_summary
 
-app = typer.Typer(help="Sensorium: multimodal search and generation over your media library.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    pass
+
+app = typer.Typer(
+    help="Sensorium: multimodal search and generation over your media library.",
+    no_args_is_help=True,
+    context_settings=HELP_OPTIONS,
+    epilog=example('sensorium ingest ~/Pictures && sensorium search "a red car"'),
+)
+Mode = Literal["vector", "text", "hybrid"]
+
+
+class Kind(StrEnum):
+    """The kinds of media (an Enum: typer lists its values as the choices of a repeatable option)."""
+
+    image = "image"
+    audio = "audio"
+    video = "video"
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -24,28 +46,68 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (EncoderWeightsUnavailable, ModelMismatchError, SearchError, PermissionError, FileNotFoundError)
 
 
+class _QuietLibraries(logging.Filter):
+    """Drop open_clip's own ERROR line about missing weights: the refusal that follows says it once, with the fix."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "open_clip" not in record.pathname
+
+
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    logging.captureWarnings(True)  # library warnings (torch, diffusers) go to the log, shown with --verbose
     if not verbose:
         logging.getLogger().setLevel(logging.ERROR)  # open_clip warns on every random-weight build
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_QuietLibraries())
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"sensorium {version('sensorium')}")
+        raise typer.Exit()
+
+
+def _setting_problems(exc: ValidationError) -> str:
+    errors = exc.errors()
+    lines = [f"SENSORIUM_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in errors]
+    return "; ".join(lines) or str(exc)
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            metavar="URL",
+            help="Client mode: send search, ingest, generate, jobs and agent to this running `sensorium serve` "
+            "(default: SENSORIUM_SERVER_URL; key: SENSORIUM_API_KEY).",
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     _configure_logging(verbose)
     from pydantic import ValidationError
 
+    from api.client import use_server
     from core.settings import get_settings
 
     try:
         get_settings()
     except ValidationError as exc:  # a bad SENSORIUM_* variable: say which, not a traceback
-        fail(f"invalid setting: {exc}")
+        fail(f"invalid setting: {_setting_problems(exc)}")
+    use_server(server)
 
 
-@app.command()
+@app.command(epilog=example("sensorium ingest ~/Pictures --collection photos --tag family"))
 def ingest(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (recursive).")] = None,
     manifest: Annotated[
@@ -65,47 +127,80 @@ def ingest(
         bool, typer.Option("--distributed", help="Fan out in chunks to the workers of the `ingest` queue.")
     ] = False,
     follow: Annotated[
-        bool, typer.Option("--follow/--no-follow", help="With --distributed: follow the job until it ends.")
+        bool, typer.Option("--follow/--no-follow", help="With --distributed or a server: follow the job to its end.")
     ] = True,
     chunk_size: Annotated[
         int | None, typer.Option(min=1, max=100_000, help="With --distributed: files per chunk.")
     ] = None,
+    upload: Annotated[
+        bool, typer.Option("--upload", help="Client mode: upload these local files instead of naming server paths.")
+    ] = False,
 ) -> None:
-    """Index media files in place; re-running skips what is already indexed and finishes an interrupted run."""
-    from collections.abc import Iterator
+    """Index media files in place; re-running skips what is already indexed and finishes an interrupted run.
 
-    from api.progress import IngestProgress
-    from core.settings import get_settings
-    from index.encoders import get_encoder
-    from index.ingest.discover import Candidate, Rejected, discover, label_problem
-    from index.ingest.manifest import read_manifest
-    from index.ingest.pipeline import ingest as run_ingest
-    from index.service import get_live_index
+    Embedded, it reads any path you can read. With a server (--server), PATHs are the server's own (checked
+    against its SENSORIUM_INGEST__ALLOWED_ROOTS); --upload sends local files instead.
+    """
+    from api.client import current_client
+    from index.ingest.discover import label_problem
 
     if not paths and manifest is None:
         fail("give files or folders to ingest, or --manifest FILE")
     problem = label_problem(collection, tag or [])
     if problem:
         fail(problem)
+    client = current_client()
+    if client is not None:
+        from api.cli_remote import remote_ingest
+
+        remote_ingest(client, paths or [], manifest, collection, tag or [], upload, follow, as_json)
+        return
+    if upload:
+        fail("--upload needs a server: give --server URL or set SENSORIUM_SERVER_URL")
     if distributed:
         from api.cli_distributed import run_distributed
 
         run_distributed(paths or [], manifest, collection, tag or [], chunk_size, follow, as_json)
         return
+    given = paths or []
+    missing = [str(p) for p in given if not p.expanduser().exists()]
+    if manifest is None and missing and len(missing) == len(given):  # nothing to do: say so before loading a model
+        fail(f"no such file or folder: {', '.join(missing)}")
+    if manifest is not None and not manifest.is_file():
+        fail(f"manifest not found: {manifest}")
+    _ingest_embedded(given, manifest, collection, tag or [], workers, as_json)
+
+
+def _ingest_embedded(
+    paths: list[Path], manifest: Path | None, collection: str, tags: list[str], workers: int | None, as_json: bool
+) -> None:
+    from collections.abc import Iterator
+
+    from api.progress import IngestProgress
+    from core.settings import get_settings
+    from index.encoders import get_encoder
+    from index.ingest.discover import Candidate, Rejected, discover
+    from index.ingest.manifest import read_manifest
+    from index.ingest.pipeline import ingest as run_ingest
+    from index.service import get_live_index
+
     settings = get_settings()
     if workers:
         settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"workers": workers})})
-    roots = settings.ingest.allowed_roots if settings.ingest.allowed_roots is not None else [Path.cwd()]
+    data_dir = settings.resolved_data_dir()
+    # The CLI runs with its user's own permissions: it reads whatever they can read (the server keeps its roots).
+    roots = None
 
     def inputs() -> Iterator[Candidate | Rejected]:
         if manifest is not None:
-            yield from read_manifest(manifest, roots, collection, tag or [])
-        yield from discover(paths or [], roots, collection, tag or [])
+            yield from read_manifest(manifest, roots, collection, tags)
+        yield from discover(paths, roots, collection, tags, exclude=data_dir)
 
     try:
         if manifest is not None:
             read_manifest(manifest, roots)  # refuse an unusable manifest before starting
         get_encoder(settings.encoder)  # load the model first: the progress clock then measures the files alone
+        announce_weights(settings)
         with IngestProgress(enabled=not as_json) as progress:
             progress.count_in_background(inputs())  # a second, cheap walk: the ETA appears once it is done
             summary = run_ingest(inputs(), settings, on_progress=progress.update, keep_outcomes=False)
@@ -124,75 +219,99 @@ def ingest(
         raise typer.Exit(130) from None
     except _user_errors() as exc:
         fail(str(exc))
-    if as_json:
-        failures = [{"path": o.path, "reason": o.reason} for o in summary.failures]
-        summary_json = {
+    failures = [{"path": o.path, "reason": o.reason} for o in summary.failures]
+    print_ingest_summary(
+        {
             "indexed": summary.indexed,
             "skipped": summary.skipped,
             "failed": summary.failed,
             "elapsed_s": round(summary.elapsed_s, 3),
             "failures": failures,
-        }
-        typer.echo(json.dumps(summary_json))
-    else:
-        typer.echo(
-            f"indexed {summary.indexed}, skipped {summary.skipped}, failed {summary.failed} "
-            f"in {summary.elapsed_s:.1f} s"
-        )
-    if summary.failed:
-        raise typer.Exit(1)
+        },
+        as_json,
+    )
 
 
-@app.command()
+@app.command(epilog=example('sensorium search "a dog on a beach" --kind image --limit 5'))
 def search(
     text: Annotated[str | None, typer.Argument(help="Text query.")] = None,
     image: Annotated[Path | None, typer.Option(help="Query by an image file.")] = None,
     audio: Annotated[Path | None, typer.Option(help="Query by an audio clip (finds similar sounds).")] = None,
-    like: Annotated[str | None, typer.Option(help="Query by an existing asset id (more like this).")] = None,
-    mode: Annotated[str, typer.Option(help="For text: vector, text (full-text) or hybrid (both, fused).")] = "hybrid",
-    kind: Annotated[list[str] | None, typer.Option(help="image, audio or video (repeatable).")] = None,
+    like: Annotated[str | None, typer.Option(metavar="ASSET_ID", help="More like this asset.")] = None,
+    mode: Annotated[
+        Mode,
+        typer.Option(help="For text: vector (CLIP), text (full-text, loads no model) or hybrid (both, fused)."),
+    ] = "hybrid",
+    kind: Annotated[list[Kind] | None, typer.Option(help="Only this kind (repeatable).")] = None,
     collection: Annotated[list[str] | None, typer.Option(help="Collection (repeatable).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Required tag (repeatable).")] = None,
     min_score: Annotated[float | None, typer.Option(help="Drop results scoring below this cosine.")] = None,
     k: Annotated[int, typer.Option("-k", "--limit", min=1, max=1000, help="Results per page.")] = 10,
-    offset: Annotated[int, typer.Option(min=0, help="Results to skip.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"results": [...]} as JSON.')] = False,
+    offset: Annotated[int, typer.Option(min=0, max=10_000, help="Results to skip.")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"results": [...], "warnings": [...]} as JSON.')
+    ] = False,
 ) -> None:
     """Search the library by text, by image or audio clip, or by example asset."""
-    from index.search import SearchFilters, SearchRequest
-    from index.search import search as run_search
+    from api.client import current_client
 
     for label, path in (("image", image), ("audio", audio)):
         if path is not None and not path.is_file():
             fail(f"query {label} not found: {path}")
-    request = SearchRequest(
-        text=text,
-        image=image.read_bytes() if image is not None else None,
-        audio=audio,
-        asset_id=like,
-        mode=mode,
-        filters=SearchFilters(kinds=kind or [], collections=collection or [], tags=tag or []),
-        min_score=min_score,
-        limit=k,
-        offset=offset,
-    )
-    _validate_kinds(kind or [])
-    try:
-        results = run_search(request)
-    except _user_errors() as exc:
-        fail(str(exc))
+    query = {"text": text, "image": image, "audio": audio, "asset_id": like}
+    if sum(v is not None for v in query.values()) != 1:
+        fail("give exactly one of: TEXT, --image, --audio, --like")
+    filters = {"kinds": [k.value for k in kind or []], "collections": collection or [], "tags": tag or []}
+    client = current_client()
+    if client is not None:
+        from api.cli_remote import remote_search
+
+        page = remote_search(client, query, mode, filters, min_score, k, offset)
+    else:
+        page = _search_embedded(query, mode, filters, min_score, k, offset)
     if as_json:
-        typer.echo(json.dumps({"results": [r.to_dict() for r in results]}))
+        typer.echo(json.dumps({"results": page["results"], "warnings": page["warnings"]}))
         return
     from api.render import print_results
 
-    print_results(results)
+    for warning in page["warnings"]:
+        note(f"warning: {warning['message']}")
+    print_results(page["results"], offset=offset, more=page["more"], empty_library=page.get("empty_library", False))
 
 
-def _validate_kinds(kinds: list[str]) -> None:
-    unknown = sorted(set(kinds) - {"image", "audio", "video"})
-    if unknown:
-        fail(f"unknown kind {', '.join(unknown)}: use image, audio or video")
+def _search_embedded(
+    query: dict[str, Any], mode: str, filters: dict[str, list[str]], min_score: float | None, k: int, offset: int
+) -> dict[str, Any]:
+    """Return {results, warnings, more, empty_library} for one page, searched in this process."""
+    from core.settings import get_settings
+    from index.offline import search_warnings
+    from index.search import SearchFilters, SearchRequest, library_is_empty
+    from index.search import search as run_search
+
+    settings = get_settings()
+    image: Path | None = query["image"]
+    request = SearchRequest(
+        text=query["text"],
+        image=image.read_bytes() if image is not None else None,
+        audio=query["audio"],
+        asset_id=query["asset_id"],
+        mode=mode,
+        filters=SearchFilters(**filters),
+        min_score=min_score,
+        limit=min(k + 1, 1000),  # one more than shown tells whether another page exists
+        offset=offset,
+    )
+    try:
+        results = run_search(request, settings)
+    except _user_errors() as exc:
+        fail(str(exc))
+    empty = not results and offset == 0 and library_is_empty(settings)
+    return {
+        "results": [r.to_dict() for r in results[:k]],
+        "warnings": search_warnings(settings.encoder),
+        "more": len(results) > k,
+        "empty_library": empty,
+    }
 
 
 def _report_reembed_failure(asset_id: str, error: str | None) -> None:
@@ -200,7 +319,7 @@ def _report_reembed_failure(asset_id: str, error: str | None) -> None:
         typer.secho(f"failed: {asset_id}: {error}", fg=typer.colors.YELLOW, err=True)
 
 
-@app.command()
+@app.command(epilog=example("sensorium reindex --reembed"))
 def reindex(
     reembed: Annotated[
         bool, typer.Option("--reembed", help="Re-encode every asset with the configured model.")
@@ -211,6 +330,9 @@ def reindex(
 
     try:
         if reembed:
+            from core.settings import get_settings
+
+            announce_weights(get_settings())
             summary = reindexing.reembed(on_asset=_report_reembed_failure)
             typer.echo(
                 f"re-embedded {summary.reembedded} assets ({summary.failed} failed); index holds {summary.vectors} vectors"
@@ -223,7 +345,7 @@ def reindex(
         fail(str(exc))
 
 
-@app.command()
+@app.command(epilog=example("sensorium demo"))
 def demo(
     data_dir: Annotated[
         Path | None, typer.Option(help="Where the demo library goes (default: <data dir>/demo).")
@@ -249,7 +371,9 @@ for _register in (_register_jobs, _register_server, _register_agent):
 
 def main(argv: list[str] | None = None) -> Any:
     """Run the CLI (console-script entry point)."""
-    return app(args=argv if argv is not None else sys.argv[1:])
+    command = typer.main.get_command(app)
+    humanize(command)
+    return command.main(args=argv if argv is not None else sys.argv[1:], prog_name="sensorium")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from api.cli_help import example
 from api.cli_output import fail
 
 if TYPE_CHECKING:
@@ -21,8 +23,8 @@ MCP_SCOPES = ("search", "generate")
 
 def register(app: typer.Typer) -> None:
     """Add the ``agent`` and ``mcp`` commands to the CLI."""
-    app.command("agent")(agent)
-    app.command("mcp")(mcp)
+    app.command("agent", epilog=example('sensorium agent "find a photo of a lighthouse, or make one"'))(agent)
+    app.command("mcp", epilog=example("sensorium mcp --scope search"))(mcp)
 
 
 def agent(
@@ -52,6 +54,21 @@ def agent(
 
     if (request is None) == (file is None):
         fail('give a request ("find photos of a red car") or --file requests.jsonl, not both')
+    from api.client import current_client
+
+    client = current_client()
+    if client is not None and request is not None:
+        from api.cli_remote import call
+
+        body = {"request": request, "wait": min(wait or 0.0, 300.0), "plan_only": plan_only}
+        response = call(client, "POST", "/v1/agent", body={**body, **({"generator": generator} if generator else {})})
+        if as_json:
+            typer.echo(json.dumps(response))
+        else:
+            _print_response(response)
+        return
+    if client is not None:
+        fail("--file runs in embedded mode only; unset SENSORIUM_SERVER_URL (or send the requests one by one)")
     settings = get_settings()
     # In embedded mode the job runs inside this process, which must stay alive until it ends.
     wait_s = wait if wait is not None else (0.0 if settings.broker_url else MAX_WAIT_S)
@@ -142,17 +159,21 @@ def _print_response(response: dict[str, Any]) -> None:
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW)
 
 
+class McpScope(StrEnum):
+    """What an MCP client may do (an Enum so that help lists the choices)."""
+
+    search = "search"
+    generate = "generate"
+
+
 def mcp(
     scope: Annotated[
-        list[str] | None,
-        typer.Option("--scope", help="What the MCP client may do (repeatable): search, generate. Default: both."),
+        list[McpScope] | None,
+        typer.Option("--scope", help="What the MCP client may do (repeatable). Default: both."),
     ] = None,
 ) -> None:
     """Serve the agent tools (search_assets, generate_media, get_job, get_asset) over MCP on stdin/stdout."""
     from agent.mcp_server import serve_stdio
     from core.settings import get_settings
 
-    unknown = sorted(set(scope or []) - set(MCP_SCOPES))
-    if unknown:
-        fail(f"unknown scope {', '.join(unknown)}: use {', '.join(MCP_SCOPES)}")
-    serve_stdio(get_settings(), scope or MCP_SCOPES)
+    serve_stdio(get_settings(), tuple(s.value for s in scope) if scope else MCP_SCOPES)

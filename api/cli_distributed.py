@@ -58,7 +58,10 @@ def run_distributed(
     from core.settings import get_settings
 
     settings = get_settings()
-    roots = settings.ingest.allowed_roots if settings.ingest.allowed_roots is not None else [Path.cwd()]
+    if settings.broker_url:  # workers elsewhere read only their allowed roots: refuse here what they would refuse
+        roots = settings.ingest.allowed_roots if settings.ingest.allowed_roots is not None else [Path.cwd()]
+    else:  # the chunks run in this process, with this user's own permissions
+        roots = [Path(Path.cwd().anchor)]
     sent_paths, sent_manifest = _resolved(paths, manifest, roots)
     params: dict[str, Any] = {"paths": sent_paths, "collection": collection, "tags": tags, "distributed": True}
     if sent_manifest is not None:
@@ -67,7 +70,7 @@ def run_distributed(
         params["chunk_size"] = chunk_size
     if not settings.broker_url:
         typer.secho("no SENSORIUM_BROKER_URL: the chunks run in this process", fg=typer.colors.YELLOW, err=True)
-        # The jobs run here, so they read what this command may: the allowed roots, or the current directory.
+        # The jobs run here, so they read what this command may: anything its user can read.
         settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"allowed_roots": roots})})
     try:
         job = submit("ingest", params, queue="ingest", settings=settings)

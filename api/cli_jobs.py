@@ -8,17 +8,19 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from api.cli_output import EXIT_FAILED, EXIT_STILL_RUNNING, fail, note
+from api.cli_help import HELP_OPTIONS, example
+from api.cli_output import EXIT_FAILED, EXIT_STILL_RUNNING, announce_weights, fail, note
 
 if TYPE_CHECKING:
+    from api.client import Client
     from core.db.models import Job
     from core.settings import Settings
-    from generators.registry import GeneratorSpec
 
 _SIZE = re.compile(r"^\s*(\d{1,6})\s*[xX]\s*(\d{1,6})\s*$")
 
@@ -40,36 +42,6 @@ def _init_image_id(value: str, settings: Settings) -> str:
     return store_init_image(path.read_bytes(), path.name, settings)
 
 
-def _offline_fallback(settings: Settings, spec: GeneratorSpec) -> Settings:
-    """Return settings whose encoder works here: random weights for a random generator when real ones are missing.
-
-    Only for random-weight generators (their output is noise anyway) and only while the library holds no vectors
-    from another model; like ``sensorium demo`` it says so loudly.
-    """
-    from core.db.engine import read_session
-    from index.encoders import EncoderWeightsUnavailable, get_encoder
-    from index.encoders.openclip import model_id_for
-    from index.library import stored_model_id
-
-    try:
-        get_encoder(settings.encoder)
-        return settings
-    except EncoderWeightsUnavailable:
-        if not spec.is_random:
-            raise
-        fallback = settings.encoder.model_copy(update={"pretrained": "none"})
-        with read_session(settings) as session:
-            stored = stored_model_id(session)
-        if stored is not None and stored != model_id_for(fallback):
-            raise
-        note(
-            f"OFFLINE: weights for encoder {settings.encoder.model} ({settings.encoder.pretrained}) are not available "
-            f"here. {spec.name!r} output is indexed with seeded random encoder weights, so search scores are "
-            "meaningless; set SENSORIUM_ENCODER__PRETRAINED to real weights (README)."
-        )
-        return settings.model_copy(update={"encoder": fallback})
-
-
 def _quiet_pipeline_loading() -> None:
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # The pipeline loads in this process: its loading bars would garble the output on a terminal.
@@ -80,16 +52,16 @@ def _quiet_pipeline_loading() -> None:
         transformers_logging.disable_progress_bar()
 
 
-def _assets(job: Job, settings: Settings) -> list[dict[str, Any]]:
+def _assets(job: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
     from core.blobs import BlobStore
     from core.db.engine import read_session
     from core.db.models import Asset
 
-    seeds = {o.get("asset_id"): o.get("seed") for o in (job.result or {}).get("outputs", [])}
+    seeds = {o.get("asset_id"): o.get("seed") for o in (job["result"] or {}).get("outputs", [])}
     blobs = BlobStore(settings.resolved_data_dir())
     found = []
     with read_session(settings) as session:
-        for asset_id in (job.result or {}).get("asset_ids", []):
+        for asset_id in (job["result"] or {}).get("asset_ids", []):
             asset = session.get(Asset, asset_id)
             if asset is None:
                 continue
@@ -108,24 +80,32 @@ def _assets(job: Job, settings: Settings) -> list[dict[str, Any]]:
     return found
 
 
+def print_job(data: dict[str, Any], assets: list[dict[str, Any]] | None, as_json: bool) -> None:
+    """Print a job (the public JSON shape) and, when given, the assets it made."""
+    from datetime import datetime
+
+    if as_json:
+        typer.echo(json.dumps(data if assets is None else {**data, "assets": assets}))
+        return
+    took = ""
+    if data.get("started_at") and data.get("finished_at"):
+        seconds = datetime.fromisoformat(data["finished_at"]) - datetime.fromisoformat(data["started_at"])
+        took = f" in {seconds.total_seconds():.1f} s"
+    typer.echo(
+        f"job {data['id']} ({data['kind']}) {data['status']}{took}, progress {data['progress']:.0%}, "
+        f"attempts {data['attempts']}"
+    )
+    if data.get("error"):
+        typer.echo(f"  error: {data['error']}")
+    for asset in assets or []:
+        typer.echo(f"  asset {asset['asset_id']}  seed {asset['seed']}  {asset['path']}")
+
+
 def _print_job(job: Job, settings: Settings, as_json: bool, with_assets: bool = True) -> None:
     from core.jobs import job_to_dict
 
     data = job_to_dict(job)
-    assets = _assets(job, settings) if with_assets else []
-    if as_json:
-        typer.echo(json.dumps({**data, "assets": assets} if with_assets else data))
-        return
-    took = ""
-    if job.started_at and job.finished_at:
-        took = f" in {(job.finished_at - job.started_at).total_seconds():.1f} s"
-    typer.echo(
-        f"job {job.id} ({job.kind}) {job.status}{took}, progress {data['progress']:.0%}, attempts {job.attempts}"
-    )
-    if job.error:
-        typer.echo(f"  error: {job.error}")
-    for asset in assets:
-        typer.echo(f"  asset {asset['asset_id']}  seed {asset['seed']}  {asset['path']}")
+    print_job(data, _assets(data, settings) if with_assets else None, as_json)
 
 
 def _exit_for(job: Job) -> None:
@@ -137,25 +117,42 @@ def _exit_for(job: Job) -> None:
 
 
 def _list_generators(as_json: bool) -> None:
-    from core.settings import get_settings
-    from generators.service import describe_generators
+    from api.client import current_client
 
-    rows = describe_generators(get_settings())
+    client = current_client()
+    if client is not None:
+        from api.cli_remote import call
+
+        rows = call(client, "GET", "/v1/generators")["generators"]
+    else:
+        from core.settings import get_settings
+        from generators.service import describe_generators
+
+        rows = describe_generators(get_settings())
     if as_json:
         typer.echo(json.dumps({"generators": rows}))
         return
+    from rich.console import Console
+    from rich.table import Table
+
+    from generators.registry import describe_limits
+
+    table = Table(show_lines=False)
+    for column in ("name", "task", "model", "defaults", "limits", "notes"):
+        table.add_column(column, overflow="fold")
     for row in rows:
-        d, lim = row["defaults"], row["limits"]
-        flags = [
+        notes = [
             flag
-            for flag, on in (("default", row["default_for_task"]), ("no weights", not row["weights_available"]))
+            for flag, on in (
+                ("default", row["default_for_task"]),
+                ("random weights: output is noise", row["random_weights"]),
+                ("no weights here", not row["weights_available"]),
+            )
             if on
         ]
-        typer.echo(
-            f"{row['name']:<22} {row['task']:<15} {row['model']:<45} {d['width']}x{d['height']}, {d['steps']} steps; "
-            f"max n {lim['max_n']}, {lim['max_steps']} steps, {lim['max_pixels']:,} px"
-            + (f"  [{', '.join(flags)}]" if flags else "")
-        )
+        defaults, limits = describe_limits(row["task"], row["defaults"], row["limits"])
+        table.add_row(row["name"], row["task"], row["model"], defaults, limits, "; ".join(notes))
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def generate(
@@ -201,7 +198,6 @@ def generate(
         return
     if prompt is None:
         fail('give a prompt, e.g. sensorium generate "a red cube" --generator tiny-random --wait, or use --list')
-    settings = get_settings()
     request: dict[str, Any] = {"prompt": prompt}
     options = {"generator": generator, "negative_prompt": negative, "steps": steps, "seed": seed, "n": n,
                "guidance_scale": guidance, "scheduler": scheduler, "strength": strength, "task": task,
@@ -210,6 +206,13 @@ def generate(
     request.update({key: value for key, value in options.items() if value is not None})
     if size is not None:
         request["width"], request["height"] = _parse_size(size)
+    from api.client import current_client
+
+    client = current_client()
+    if client is not None:
+        _generate_remote(client, request, init_image, callback_url, wait, timeout, as_json)
+        return
+    settings = get_settings()
     embedded = not settings.broker_url
     try:
         job = _submit(request, init_image, callback_url, settings)
@@ -223,21 +226,55 @@ def generate(
     _finish(job.id, settings, timeout, as_json)
 
 
+def _generate_remote(
+    client: Client,
+    request: dict[str, Any],
+    init_image: str | None,
+    callback_url: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Submit the generation to the server; with ``wait``, follow it to its end."""
+    from api.cli_remote import call, exit_for, follow_job, refused
+    from api.client import ServerError
+
+    if init_image is not None:
+        path = Path(init_image).expanduser()
+        if path.is_file():  # a local image: upload it, then refer to the stored asset
+            try:
+                items = client.multipart("/v1/assets", [], [("files", path)])["items"]
+            except ServerError as exc:
+                refused(exc)
+            init_image = items[0]["asset"]["id"]
+        request["init_image"] = init_image
+    body = {**request, **({"callback_url": callback_url} if callback_url else {})}
+    job = call(client, "POST", "/v1/generate", body=body)
+    if wait:
+        job = follow_job(client, job, timeout)
+    print_job({k: v for k, v in job.items() if k != "url"}, None, as_json)
+    if wait:
+        exit_for(job)
+
+
 def _submit(request: dict[str, Any], init_image: str | None, callback_url: str | None, settings: Settings) -> Job:
     from core.jobs import JobDispatchError, JobRequestError, QueueFull
     from generators.registry import GeneratorUnavailable
     from generators.service import prepare, submit_generation
-    from index.encoders import EncoderWeightsUnavailable
+    from index.encoders import EncoderWeightsUnavailable, get_encoder
     from index.library import ModelMismatchError
 
     try:
         if init_image is not None:
             request["init_image"] = _init_image_id(init_image, settings)
         if not settings.broker_url:
-            spec, _ = prepare(request, settings)
-            settings = _offline_fallback(settings, spec)
+            prepare(request, settings)  # refuse a bad request before the encoder loads
+            get_encoder(settings.encoder)  # refuse missing encoder weights before the job is queued
             _quiet_pipeline_loading()
-        return submit_generation(request, callback_url=callback_url, settings=settings)
+        job = submit_generation(request, callback_url=callback_url, settings=settings)
+        if not settings.broker_url:
+            announce_weights(settings)  # this process indexes the outputs
+        return job
     except (GeneratorUnavailable, JobRequestError, EncoderWeightsUnavailable, ModelMismatchError) as exc:
         fail(str(exc))
     except QueueFull as exc:
@@ -257,40 +294,106 @@ def _finish(job_id: str, settings: Settings, timeout: float, as_json: bool) -> N
     _exit_for(job)
 
 
-def jobs(
-    action: Annotated[str, typer.Argument(help="list, show or cancel.")] = "list",
-    job_id: Annotated[str | None, typer.Argument(help="Job id (show, cancel).")] = None,
-    status: Annotated[str | None, typer.Option(help="list: only jobs in this status.")] = None,
-    kind: Annotated[str | None, typer.Option(help="list: only jobs of this kind.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="list: at most this many.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+jobs_app = typer.Typer(
+    help="List, show and cancel jobs (`sensorium jobs` alone lists them).",
+    invoke_without_command=True,
+    context_settings=HELP_OPTIONS,
+    epilog=example("sensorium jobs show JOB_ID"),
+)
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+JobKind = Literal["generate", "ingest", "ingest_chunk"]
+_AS_JSON = typer.Option("--json", help="Print JSON.")
+
+
+@jobs_app.callback()
+def _jobs_default(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        jobs_list()
+
+
+@jobs_app.command("list", epilog=example("sensorium jobs list --status failed --limit 5"))
+def jobs_list(
+    status: Annotated[JobStatus | None, typer.Option(help="Only jobs in this status.")] = None,
+    kind: Annotated[JobKind | None, typer.Option(help="Only jobs of this kind.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many, newest first.")] = 20,
+    as_json: Annotated[bool, _AS_JSON] = False,
 ) -> None:
-    """List jobs, show one, or cancel one."""
-    from core.jobs import JobNotFound, JobRequestError, cancel, get_job, job_to_dict, list_jobs
+    """List jobs, newest first."""
+    from api.client import current_client
+
+    client = current_client()
+    if client is not None:
+        from api.cli_remote import call
+
+        query = {"status": status, "kind": kind, "limit": limit}
+        found = call(client, "GET", "/v1/jobs", query=query)["items"]
+    else:
+        found = _local_jobs(status, kind, limit)
+    if as_json:
+        typer.echo(json.dumps({"jobs": [{k: v for k, v in job.items() if k != "url"} for job in found]}))
+        return
+    if not found:
+        typer.echo("no jobs")
+    for job in found:
+        created = (job.get("created_at") or "?")[:19].replace("T", " ")
+        typer.echo(
+            f"{job['id']}  {job['kind']:<8} {job['status']:<9} {job['progress']:>4.0%}  {created}  {job['error'] or ''}"
+        )
+
+
+def _local_jobs(status: str | None, kind: str | None, limit: int) -> list[dict[str, Any]]:
+    from core.jobs import JobRequestError, job_to_dict, list_jobs
     from core.settings import get_settings
 
+    try:
+        return [job_to_dict(job) for job in list_jobs(status=status, kind=kind, limit=limit, settings=get_settings())]
+    except JobRequestError as exc:
+        fail(str(exc))
+
+
+@jobs_app.command("show", epilog=example("sensorium jobs show 3f2c9d1e-... --json"))
+def jobs_show(
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="The job id (from `jobs list`).")],
+    as_json: Annotated[bool, _AS_JSON] = False,
+) -> None:
+    """Show one job and the assets it made."""
+    from api.client import current_client
+    from core.settings import get_settings
+
+    client = current_client()
+    if client is not None:
+        from api.cli_remote import call
+
+        print_job({k: v for k, v in call(client, "GET", f"/v1/jobs/{job_id}").items() if k != "url"}, None, as_json)
+        return
+    from core.jobs import get_job
+
     settings = get_settings()
-    if action == "list":
-        try:
-            found = list_jobs(status=status, kind=kind, limit=limit, settings=settings)
-        except JobRequestError as exc:
-            fail(str(exc))
-        if as_json:
-            typer.echo(json.dumps({"jobs": [job_to_dict(job) for job in found]}))
-        for job in [] if as_json else found:
-            created = job.created_at.strftime("%Y-%m-%d %H:%M:%S") if job.created_at else "?"
-            typer.echo(f"{job.id}  {job.kind:<8} {job.status:<9} {job.progress:>4.0%}  {created}  {job.error or ''}")
+    shown = get_job(job_id, settings)
+    if shown is None:
+        fail(f"no job {job_id!r}", EXIT_FAILED)
+    _print_job(shown, settings, as_json)
+
+
+@jobs_app.command("cancel", epilog=example("sensorium jobs cancel 3f2c9d1e-..."))
+def jobs_cancel(
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="The job id (from `jobs list`).")],
+    as_json: Annotated[bool, _AS_JSON] = False,
+) -> None:
+    """Cancel a queued or running job (a running one stops at its next step)."""
+    from api.client import current_client
+    from core.settings import get_settings
+
+    client = current_client()
+    if client is not None:
+        from api.cli_remote import call
+
+        answer = call(client, "POST", f"/v1/jobs/{job_id}/cancel")
+        print_job({k: v for k, v in answer.items() if k != "url"}, None, as_json)
         return
-    if action not in ("show", "cancel"):
-        fail(f"unknown action {action!r}: use list, show ID or cancel ID")
-    if not job_id:
-        fail(f"`sensorium jobs {action}` needs a job id")
-    if action == "show":
-        shown = get_job(job_id, settings)
-        if shown is None:
-            fail(f"no job {job_id!r}", EXIT_FAILED)
-        _print_job(shown, settings, as_json)
-        return
+    from core.jobs import JobNotFound, cancel
+
+    settings = get_settings()
     try:
         canceled = cancel(job_id, settings)
     except JobNotFound as exc:
@@ -341,6 +444,6 @@ def worker(
 
 def register(app: typer.Typer) -> None:
     """Add generate, jobs and worker to the ``sensorium`` app."""
-    app.command()(generate)
-    app.command()(jobs)
-    app.command()(worker)
+    app.command(epilog=example('sensorium generate "a lighthouse at dusk" --generator sd15 --wait'))(generate)
+    app.add_typer(jobs_app, name="jobs")
+    app.command(epilog=example("sensorium worker --queues gpu --concurrency 1"))(worker)

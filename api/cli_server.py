@@ -5,13 +5,30 @@ from __future__ import annotations
 import json
 import logging
 import os
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
+from api.cli_help import HELP_OPTIONS, example
 from api.cli_output import fail
 
-keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+class Scope(StrEnum):
+    """API key scopes (an Enum so that help lists them)."""
+
+    search = "search"
+    generate = "generate"
+    ingest = "ingest"
+    admin = "admin"
+
+
+keys_app = typer.Typer(
+    help="Create, list and revoke API keys.",
+    no_args_is_help=True,
+    context_settings=HELP_OPTIONS,
+    epilog=example("sensorium keys list"),
+)
 
 
 def serve(
@@ -48,7 +65,7 @@ def serve(
                 fg=typer.colors.YELLOW,
                 err=True,
             )
-    # uvicorn applies this in every server process (JSON or text lines on stderr; access lines are JSON either way).
+    # uvicorn applies this in every server process (JSON or text lines on stderr, access lines included).
     log_config = logging_config(settings.log_format, logging.getLogger().level)
     where = f"inherited socket {fd}" if fd is not None else f"http://{host}:{port}"
     typer.echo(f"Sensorium API on {where} (docs: /schema)", err=True)
@@ -79,17 +96,17 @@ def serve(
         )
 
 
-@keys_app.command("create")
+@keys_app.command("create", epilog=example("sensorium keys create --name laptop --scope search --scope ingest"))
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key (who or what uses it).")],
-    scope: Annotated[list[str], typer.Option("--scope", "-s", help="search, generate, ingest or admin (repeatable).")],
+    scope: Annotated[list[Scope], typer.Option("--scope", "-s", help="What the key may do (repeatable).")],
     as_json: Annotated[bool, typer.Option("--json", help='Print {"id", "name", "scopes", "secret"}.')] = False,
 ) -> None:
     """Create an API key and print its secret (shown only this once)."""
     from core.apikeys import UnknownScope, create_key
 
     try:
-        created = create_key(name, scope)
+        created = create_key(name, [s.value for s in scope])
     except (UnknownScope, ValueError) as exc:
         fail(str(exc))
     info = created.info
@@ -102,7 +119,7 @@ def keys_create(
     typer.echo(f"secret (shown once, store it now): {created.secret}")
 
 
-@keys_app.command("list")
+@keys_app.command("list", epilog=example("sensorium keys list --json"))
 def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List API keys (never their secrets)."""
     from core.apikeys import list_keys
@@ -135,7 +152,7 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
         typer.echo(f"{k.id}  {state:<7}  {','.join(k.scopes):<28}  last used {used}  {k.name}")
 
 
-@keys_app.command("revoke")
+@keys_app.command("revoke", epilog=example("sensorium keys revoke 7c1e..."))
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")]) -> None:
     """Revoke an API key; requests with it get 401 from now on."""
     from core.apikeys import KeyNotFound, revoke_key
@@ -149,5 +166,5 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (from `ke
 
 def register(app: typer.Typer) -> None:
     """Add ``serve`` and ``keys`` to the ``sensorium`` CLI."""
-    app.command("serve")(serve)
+    app.command("serve", epilog=example("sensorium serve --host 0.0.0.0 --port 8000"))(serve)
     app.add_typer(keys_app, name="keys")

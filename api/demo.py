@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -15,7 +16,8 @@ from core.settings import Settings, get_settings
 from index.encoders import EncoderWeightsUnavailable, get_encoder
 from index.ingest.discover import discover
 from index.ingest.pipeline import ingest
-from index.search import SearchRequest, search
+from index.offline import uses_random_weights
+from index.search import SearchRequest, SearchResult, search
 
 COLORS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (30, 70, 220), "yellow": (240, 210, 30),
           "purple": (130, 40, 170), "orange": (245, 130, 20)}  # fmt: skip
@@ -96,13 +98,23 @@ def run_demo(folder: Path | None = None) -> None:
     )
 
     for text in ("a red circle", "blue stripes"):
-        print_results(search(SearchRequest(text=text, limit=5), settings), title=f"text: {text!r}")
+        _show(search(SearchRequest(text=text, limit=5), settings), f"text: {text!r}")
     probe = folder / "library" / "green-square.png"
     by_image = search(SearchRequest(image=probe.read_bytes(), limit=5), settings)
-    print_results(by_image, title=f"image: {probe.name}")
+    _show(by_image, f"image: {probe.name}")
     if by_image:
         first = by_image[0]
-        print_results(
-            search(SearchRequest(asset_id=first.asset_id, limit=5), settings), title=f"more like: {first.name}"
-        )
-    console.print(f"Data for this demo lives in {folder}; try: sensorium search 'a yellow triangle'")
+        _show(search(SearchRequest(asset_id=first.asset_id, limit=5), settings), f"more like: {first.name}")
+    console.print(f"Data for this demo lives in {folder}; try:\n  {try_command(settings)}", soft_wrap=True)
+
+
+def _show(results: list[SearchResult], title: str) -> None:
+    print_results([r.to_dict() for r in results], title=title)
+
+
+def try_command(settings: Settings) -> str:
+    """Return a search command that works as printed on the demo's own data dir and encoder."""
+    env = f"SENSORIUM_DATA_DIR={shlex.quote(str(settings.data_dir))}"
+    if uses_random_weights(settings.encoder):
+        env += " SENSORIUM_ENCODER__PRETRAINED=none"
+    return f"{env} sensorium search 'a yellow triangle'"

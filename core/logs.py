@@ -62,11 +62,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
+class AccessTextFormatter(logging.Formatter):
+    """An access line (a JSON object) as text: time, method, path, status, bytes, duration, key, client, request id."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return ``2026-01-01 12:00:00,000 GET /v1/search 200 512 B 12.3 ms key=... client=... request_id=...``."""
+        message = record.getMessage()
+        try:
+            line = json.loads(message)
+        except ValueError:
+            return message
+        if not isinstance(line, dict):
+            return message
+        field = {key: "-" if value is None else value for key, value in line.items()}.get
+        return (
+            f"{self.formatTime(record)} {field('method', '-')} {field('path', '-')} {field('status', '-')} "
+            f"{field('bytes', '-')} B {field('duration_ms', '-')} ms key={field('key_id', '-')} "
+            f"client={field('client', '-')} request_id={field('request_id', '-')}"
+        )
+
+
 def logging_config(log_format: LogFormat, level: int) -> dict[str, Any]:
     """Return a ``logging.config.dictConfig`` for a server or worker process: everything to stderr.
 
     The root logger keeps ``level``; this project's loggers and uvicorn's own log at INFO (or ``level`` if lower).
-    ``sensorium.access`` lines are JSON already, so they are written as they are in either format.
+    ``sensorium.access`` lines are JSON already: written as they are in JSON format, rendered as text in text format.
     """
     project = min(level, logging.INFO)
     return {
@@ -76,10 +96,15 @@ def logging_config(log_format: LogFormat, level: int) -> dict[str, Any]:
             "json": {"()": JsonFormatter},
             "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
             "line": {"format": "%(message)s"},
+            "access_text": {"()": AccessTextFormatter},
         },
         "handlers": {
             "stderr": {"class": "logging.StreamHandler", "formatter": log_format, "stream": "ext://sys.stderr"},
-            "access": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stderr"},
+            "access": {
+                "class": "logging.StreamHandler",
+                "formatter": "line" if log_format == "json" else "access_text",
+                "stream": "ext://sys.stderr",
+            },
         },
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +44,22 @@ class IngestSettings(BaseModel):
     max_file_bytes: int = Field(default=2 * 1024**3, ge=1)
     # Distributed ingest: files per chunk job on the ``ingest`` queue (each chunk runs whole on one worker).
     chunk_size: int = Field(default=256, ge=1, le=100_000)
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _path_list(cls, value: object) -> object:
+        """Accept a plain ``/a:/b`` list (like PATH) as well as a JSON list."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError(
+                    f"not a JSON list of folders: {text[:80]!r}; write [\"/a\", \"/b\"] or /a:/b"
+                ) from None
+        return [part for part in text.split(os.pathsep) if part.strip()]
 
 
 class AssetSettings(BaseModel):
@@ -160,6 +178,9 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     # `sensorium serve` and `sensorium worker` log JSON lines unless this says text; other commands always log text.
     log_format: Literal["json", "text"] = "json"
+    # Client mode: the CLI sends search, ingest, generate, jobs and agent to this running server.
+    server_url: str | None = None
+    api_key: str | None = None
     encoder: EncoderSettings = EncoderSettings()
     ingest: IngestSettings = IngestSettings()
     assets: AssetSettings = AssetSettings()

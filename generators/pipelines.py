@@ -18,6 +18,7 @@ from generators.registry import (
     GeneratorSpec,
     GeneratorUnavailable,
     local_model_path,
+    random_alternative,
 )
 from generators.tiny_media import build_tiny, tiny_folder_name
 
@@ -161,8 +162,15 @@ def _how_to(spec: GeneratorSpec, reason: str) -> str:
         f"On a connected machine run `hf download {spec.model}` (older clients: `huggingface-cli download "
         f"{spec.model}`) and copy the Hugging Face cache here with HF_HOME pointing at it; or download with "
         f"`--local-dir DIR` and set this generator's model to DIR in a generators file. "
-        f"The 'tiny-random' generator needs no weights (its output is noise)."
+        + _no_weights_hint(spec)
     )
+
+
+def _no_weights_hint(spec: GeneratorSpec) -> str:
+    alternative = random_alternative(spec.task)
+    if alternative is None:
+        return ""
+    return f"To try the {spec.task} path without weights: --generator {alternative} (its output is noise)."
 
 
 def _scheduler(loaded: LoadedPipeline, name: str) -> Any:

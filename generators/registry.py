@@ -172,6 +172,29 @@ def list_generators(task: Task | None = None) -> list[GeneratorSpec]:
     return [spec for spec in _REGISTRY.values() if task is None or spec.task == task]
 
 
+def random_alternative(task: str) -> str | None:
+    """Return the name of a random-weight generator for ``task`` (runs without downloads), if one is registered."""
+    return next((spec.name for spec in _REGISTRY.values() if spec.task == task and spec.is_random), None)
+
+
+def describe_limits(task: str, defaults: dict[str, Any], limits: dict[str, Any]) -> tuple[str, str]:
+    """Return (defaults, limits) of a generator as short text in the units of its task: seconds, frames or pixels."""
+    n_steps = f"max n {limits['max_n']}, {limits['max_steps']} steps"
+    if task in AUDIO_TASKS:
+        return (
+            f"{defaults['duration_s']} s, {defaults['steps']} steps",
+            f"{limits['max_duration_s']:g} s; {n_steps}",
+        )
+    size = f"{defaults['width']}x{defaults['height']}"
+    max_size = "fixed size" if limits["fixed_size"] else f"{limits['max_pixels']:,} px"
+    if task in VIDEO_TASKS:
+        return (
+            f"{size}, {defaults['num_frames']} frames at {defaults['fps']} fps, {defaults['steps']} steps",
+            f"{max_size}, {limits['max_frames']} frames, {limits['max_fps']} fps; {n_steps}",
+        )
+    return f"{size}, {defaults['steps']} steps", f"{max_size}; {n_steps}"
+
+
 def local_model_path(model: str) -> Path | None:
     """Return the folder a model string names, or None when it is a hub id (or the tiny-random marker)."""
     if model == TINY_MODEL:

@@ -22,6 +22,7 @@ from generators.registry import (
     default_generator,
     list_generators,
     load_user_generators,
+    random_alternative,
     weights_available,
 )
 
@@ -161,9 +162,14 @@ def prepare(data: Mapping[str, Any], settings: Settings) -> tuple[GeneratorSpec,
         raise GeneratorUnavailable(
             f"generator {spec.name!r} has no weights on this machine ({spec.model!r}); download them where you have "
             "access (`hf download <model>`), copy the Hugging Face cache here, or name another generator "
-            "(`sensorium generate --list`; 'tiny-random' needs no weights)"
+            "(`sensorium generate --list`)" + _random_hint(spec.task)
         )
     return spec, params
+
+
+def _random_hint(task: str) -> str:
+    alternative = random_alternative(task)
+    return f"; to try {task} without weights: --generator {alternative} (its output is noise)" if alternative else ""
 
 
 def submit_generation(

@@ -1,14 +1,16 @@
 """The ``generate`` job handler: run the pipeline for each output seed and store every output as an indexed asset.
 
 Idempotent by job id: each stored output is checkpointed on the job, a retry skips outputs already stored (also
-found by their name ``<job id>-<index>.<format>``), and the blob store dedupes by content, so a retry never makes a
+found by their name ``<prompt slug>-<job id[:8]>-<index>.<format>``), and the blob store dedupes by content, so a retry never makes a
 second asset. The Celery task that calls this is generic (core/jobs/worker.py runs any kind listed in core.jobs.HANDLERS).
 """
 
 from __future__ import annotations
 
 import io
+import re
 import time
+import unicodedata
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +32,18 @@ if TYPE_CHECKING:
     from core.settings import Settings
 
 
-def output_name(job_id: str, index: int, fmt: str = "png") -> str:
-    """Return the file name output ``index`` of a job is stored under (``fmt``: png, wav, flac, mp3, mp4)."""
-    return f"{job_id}-{index}.{fmt}"
+_SLUG_CHARS = 48
+
+
+def output_name(job_id: str, index: int, fmt: str = "png", prompt: str = "") -> str:
+    """Return the file name output ``index`` of a job is stored under: ``<prompt slug>-<job id[:8]>-<index>.<fmt>``.
+
+    The prompt makes the name readable; the job id's first characters keep it unique to the job (retries find
+    their outputs by it); the whole job id is in the asset's metadata.
+    """
+    words = re.findall(r"[a-z0-9]+", unicodedata.normalize("NFKD", prompt).encode("ascii", "ignore").decode().lower())
+    slug = "-".join(words)[:_SLUG_CHARS].strip("-") or "output"
+    return f"{slug}-{job_id[:8]}-{index}.{fmt}"
 
 
 def _png(image: Image.Image) -> bytes:
@@ -46,7 +57,9 @@ def _stored_earlier(ctx: JobContext, params: ResolvedParams) -> dict[int, dict[s
     done = {int(o["index"]): dict(o) for o in ctx.result.get("outputs", []) if o.get("asset_id")}
     if ctx.attempt > 1:
         # A crash between storing an output and checkpointing it leaves an asset the checkpoint does not list.
-        names = {output_name(ctx.job_id, i, params.output_format): i for i in range(params.n) if i not in done}
+        names = {
+            output_name(ctx.job_id, i, params.output_format, params.prompt): i for i in range(params.n) if i not in done
+        }
         if names:
             with read_session(ctx.settings) as session:
                 rows = session.execute(
@@ -141,7 +154,7 @@ def run_generate_job(ctx: JobContext) -> dict[str, Any]:
         try:
             outcome = store_bytes(
                 data,
-                name=output_name(ctx.job_id, index, params.output_format),
+                name=output_name(ctx.job_id, index, params.output_format, params.prompt),
                 source="generated",
                 metadata=metadata,
                 settings=settings,

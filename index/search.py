@@ -84,7 +84,19 @@ class SearchResult:
     tags: list[str] = field(default_factory=list)
 
     def to_dict(self, url_for: Callable[[str, str], str | None] | None = None) -> dict[str, Any]:
-        """Return the public result shape; ``url_for(asset_id, 'content'|'thumbnail')`` fills URLs on the API."""
+        """Return the public result shape; ``url_for(asset_id, 'content'|'thumbnail'|...)`` fills URLs on the API.
+
+        The segment's own ``thumbnail_url`` shows the matched moment; audio and video ``content_url`` ends in
+        ``#t=start,end`` (a media fragment players seek to).
+        """
+        has_thumbnail = url_for is not None and self.thumbnail_key is not None
+        segment = asdict(self.segment)
+        segment["thumbnail_url"] = (
+            url_for(self.asset_id, f"segments/{self.segment.id}/thumbnail") if url_for and has_thumbnail else None
+        )
+        content_url = url_for(self.asset_id, "content") if url_for else None
+        if content_url and self.kind in ("audio", "video") and self.segment.t_start is not None:
+            content_url += f"#t={self.segment.t_start:g},{(self.segment.t_end or self.segment.t_start):g}"
         return {
             "asset_id": self.asset_id,
             "name": self.name,
@@ -94,9 +106,9 @@ class SearchResult:
             "tags": self.tags,
             "score": self.score,
             "fused_score": self.fused_score,
-            "segment": asdict(self.segment),
-            "thumbnail_url": url_for(self.asset_id, "thumbnail") if url_for else None,
-            "content_url": url_for(self.asset_id, "content") if url_for else None,
+            "segment": segment,
+            "thumbnail_url": url_for(self.asset_id, "thumbnail") if url_for and has_thumbnail else None,
+            "content_url": content_url,
         }
 
 
@@ -348,12 +360,14 @@ def search(request: SearchRequest, settings: Settings | None = None) -> list[Sea
     """Return one page of assets, best first, each with its best-matching segment (and moment)."""
     settings = settings or get_settings()
     validate(request)
-    index = get_live_index(settings)
     wanted = request.offset + request.limit
     mode = request.mode if request.text is not None else "vector"  # query by example is always vector
     with read_session(settings) as session:
-        index.catch_up(session)
+        # Refuse what needs no model before loading it: full-text search never loads it at all.
+        if request.asset_id is not None and session.get(Asset, request.asset_id) is None:
+            raise SearchError(f"no asset with id {request.asset_id!r}")
         if mode == "vector":
+            get_live_index(settings).catch_up(session)
             return _vector_results(request, session, settings, wanted)[request.offset : wanted]
         pool = max(wanted * 2, 50)
         text = _text_results(session, request.text or "", request.filters, pool)
@@ -361,7 +375,14 @@ def search(request: SearchRequest, settings: Settings | None = None) -> list[Sea
             for rank, result in enumerate(text, 1):
                 result.fused_score = 1.0 / (_RRF_K + rank)
             return text[request.offset : wanted]
+        get_live_index(settings).catch_up(session)
         vector = _vector_results(request, session, settings, pool)
         if request.min_score is not None:
             text = [r for r in text if r.asset_id in {v.asset_id for v in vector}]
         return _fuse(vector, text)[request.offset : wanted]
+
+
+def library_is_empty(settings: Settings | None = None) -> bool:
+    """Return whether the library holds no asset at all (search then hints to ingest)."""
+    with read_session(settings or get_settings()) as session:
+        return session.execute(select(Asset.id).limit(1)).first() is None

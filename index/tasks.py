@@ -43,7 +43,7 @@ def _allowed_roots(settings: Settings) -> list[Path]:
     return roots
 
 
-def _requested(params: dict[str, Any], roots: list[Path]) -> Iterator[Candidate | Rejected]:
+def _requested(params: dict[str, Any], roots: list[Path], data_dir: Path) -> Iterator[Candidate | Rejected]:
     """Yield the files a job's ``paths`` and ``manifest`` name, or why each was refused."""
     collection = str(params.get("collection") or "default")
     tags = [str(t) for t in params.get("tags") or []]
@@ -53,7 +53,7 @@ def _requested(params: dict[str, Any], roots: list[Path]) -> Iterator[Candidate 
             yield from read_manifest(manifest, roots, collection, tags)
         except (PathNotAllowed, FileNotFoundError) as exc:  # moved or removed since the API checked it
             yield Rejected(str(manifest), str(exc))
-    yield from discover([Path(p) for p in params.get("paths") or []], roots, collection, tags)
+    yield from discover([Path(p) for p in params.get("paths") or []], roots, collection, tags, exclude=data_dir)
 
 
 def _chunk_items(params: dict[str, Any], roots: list[Path]) -> Iterator[Candidate | Rejected]:
@@ -108,7 +108,7 @@ def _fan_out_paths(ctx: JobContext, settings: Settings) -> dict[str, Any]:
 
     def chunks() -> Iterator[dict[str, Any]]:
         chunk: list[dict[str, Any]] = []
-        for entry in _requested(ctx.params, _allowed_roots(settings)):
+        for entry in _requested(ctx.params, _allowed_roots(settings), settings.resolved_data_dir()):
             if isinstance(entry, Rejected):
                 own["failed"] += 1
                 if len(own["failures"]) < 1000:
@@ -128,7 +128,7 @@ def _fan_out_paths(ctx: JobContext, settings: Settings) -> dict[str, Any]:
 
 def _ingest_paths(ctx: JobContext, settings: Settings) -> dict[str, Any]:
     roots = _allowed_roots(settings)
-    return _ingest_items(ctx, settings, lambda: _requested(ctx.params, roots))
+    return _ingest_items(ctx, settings, lambda: _requested(ctx.params, roots, settings.resolved_data_dir()))
 
 
 def _ingest_items(

@@ -25,6 +25,7 @@ from api.rest.jobs import JobController
 from api.rest.keys import KeyController
 from api.rest.metrics import metrics, metrics_registry
 from api.rest.middleware import RequestContextMiddleware
+from api.rest.moments import MomentController
 from api.rest.openapi import BEARER, components
 from api.rest.problems import TYPE_PREFIX, exception_handlers
 from api.rest.ratelimit import RateLimiter
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             SearchController,
             AssetController,
+            MomentController,
             IngestController,
             JobController,
             GenerateController,

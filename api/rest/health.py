@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Literal
 
@@ -10,6 +11,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from pydantic import BaseModel, Field
 
 from api.rest.state import ApiState
+from index.offline import random_weights_message, uses_random_weights
+
+log = logging.getLogger("sensorium.api")
 
 
 class Health(BaseModel):
@@ -18,11 +22,20 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class EncoderInfo(BaseModel):
+    """Which encoder answers searches, and whether its weights mean anything."""
+
+    model: str = Field(description="The open_clip model name (SENSORIUM_ENCODER__MODEL).")
+    weights: str = Field(description="The configured weights (SENSORIUM_ENCODER__PRETRAINED).")
+    pretrained: bool = Field(description="False while the encoder runs on seeded random weights.")
+
+
 class Readiness(BaseModel):
     """Whether the process can serve requests, with each dependency's state."""
 
     status: Literal["ready", "not-ready"]
     checks: dict[str, str] = Field(description="database, index, broker: `ok`, `loading`, `not configured` or an error")
+    encoder: EncoderInfo
 
 
 @get("/healthz", sync_to_thread=False, tags=["health"], summary="Liveness")
@@ -43,7 +56,9 @@ def readyz(request: Request[Any, Any, Any]) -> Response[Readiness]:
     state: ApiState = request.app.state.api
     checks = {"database": _database(state), "index": _index(state), "broker": _broker(state)}
     ready = all(v in ("ok", "not configured") for v in checks.values())
-    body = Readiness(status="ready" if ready else "not-ready", checks=checks)
+    encoder = state.settings.encoder
+    info = EncoderInfo(model=encoder.model, weights=encoder.pretrained, pretrained=not uses_random_weights(encoder))
+    body = Readiness(status="ready" if ready else "not-ready", checks=checks, encoder=info)
     return Response(body, status_code=200 if ready else 503)
 
 
@@ -83,6 +98,9 @@ def _broker(state: ApiState) -> str:
 def warm_up(state: ApiState) -> threading.Thread:
     """Load the encoder and the live index in the background; /readyz turns ready when done."""
 
+    if uses_random_weights(state.settings.encoder):
+        log.warning(random_weights_message(state.settings.encoder))
+
     def run() -> None:
         from index.encoders import get_encoder
         from index.service import get_live_index
@@ -92,6 +110,7 @@ def warm_up(state: ApiState) -> threading.Thread:
             get_live_index(state.settings)
         except Exception as exc:  # reported by /readyz; requests still get their own clear error
             state.warm_error = f"{type(exc).__name__}: {exc}"
+            log.error("warm-up failed; searches will answer with this error: %s", state.warm_error)
         finally:
             state.warmed.set()
 

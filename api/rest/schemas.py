@@ -82,6 +82,7 @@ class SegmentOut(BaseModel):
     t_start: float | None
     t_end: float | None
     text: str | None
+    thumbnail_url: str | None = Field(default=None, description="The matched moment's picture (scene frame).")
 
 
 class SearchHit(BaseModel):
@@ -91,11 +92,12 @@ class SearchHit(BaseModel):
     name: str
     uri: str | None
     kind: str
+    collection: str | None = None
     score: float | None = Field(description="Cosine similarity of the asset's best vector match.")
     fused_score: float | None
     segment: SegmentOut
     thumbnail_url: str | None
-    content_url: str | None
+    content_url: str | None = Field(description="Signed; for audio and video it ends in `#t=start,end`.")
 
 
 def asset_out(asset: Asset, state: ApiState, base_url: str) -> AssetOut:

@@ -21,6 +21,7 @@ from api.rest.problems import ProblemError, problem_responses
 from api.rest.schemas import Kind, RequestModel, SearchHit
 from api.rest.state import ApiState
 from core.metrics import observe_search
+from index.offline import search_warnings
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
@@ -56,12 +57,20 @@ class SearchBody(SearchFields):
         return self
 
 
+class SearchWarning(BaseModel):
+    """Something that makes these results less trustworthy (e.g. `random-weights`)."""
+
+    code: str
+    message: str
+
+
 class SearchResponse(BaseModel):
-    """One page of results, best first."""
+    """One page of results, best first, with warnings (e.g. while the encoder runs on random weights)."""
 
     results: list[SearchHit]
     limit: int
     offset: int
+    warnings: list[SearchWarning] = Field(default_factory=list)
 
 
 _REQUEST_BODY = {
@@ -117,10 +126,8 @@ class SearchController(Controller):
             SearchHit.model_validate(r.to_dict(lambda asset_id, what: state.asset_url(base, asset_id, what)))
             for r in results
         ]
-        for hit, result in zip(hits, results, strict=True):
-            if result.thumbnail_key is None:
-                hit.thumbnail_url = None
-        return SearchResponse(results=hits, limit=fields.limit, offset=fields.offset)
+        warnings = [SearchWarning(**w) for w in search_warnings(state.settings.encoder)]
+        return SearchResponse(results=hits, limit=fields.limit, offset=fields.offset, warnings=warnings)
 
 
 def _run(state: ApiState, fields: SearchFields, files: dict[str, bytes]) -> list[Any]:

@@ -15,21 +15,22 @@ from PIL import Image
 
 from core.settings import EncoderSettings
 from index.encoders.base import EncoderWeightsUnavailable
+from index.offline import RANDOM_WEIGHTS
 
 log = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
-RANDOM_WEIGHTS = {"none", "", "random"}
 
 _HOW_TO = (
     "Provide the weights in one of these ways:\n"
     "  - on a machine with internet access, run once so they land in the Hugging Face cache "
     "(~/.cache/huggingface), then copy that cache here;\n"
-    "  - download the model's open_clip weights file (e.g. `huggingface-cli download "
-    "laion/CLIP-ViT-B-32-laion2B-s34B-b79K open_clip_model.safetensors`) and set "
+    "  - download the model's open_clip weights file (e.g. `hf download "
+    "laion/CLIP-ViT-B-32-laion2B-s34B-b79K open_clip_model.safetensors`, the `hf` CLI of huggingface_hub) and set "
     "SENSORIUM_ENCODER__PRETRAINED=/path/to/open_clip_model.safetensors;\n"
     "  - or point SENSORIUM_ENCODER__MODEL at `local-dir:/path` (a folder with open_clip_config.json and weights);\n"
-    "  - for tests and demos only: SENSORIUM_ENCODER__PRETRAINED=none (seeded random weights)."
+    "  - or, knowing that text search scores then mean nothing, go on with seeded random weights: "
+    "SENSORIUM_ENCODER__PRETRAINED=none."
 )
 
 

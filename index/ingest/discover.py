@@ -72,12 +72,14 @@ def check_allowed(path: Path, allowed_roots: list[Path] | None) -> Path:
     )
 
 
-def _walk(folder: Path) -> Iterator[Path | Rejected]:
-    """Yield the files under ``folder``, and a refusal for each sub-folder that could not be listed."""
+def _walk(folder: Path, exclude: Path | None = None) -> Iterator[Path | Rejected]:
+    """Yield the files under ``folder`` (never under ``exclude``), and a refusal per sub-folder that could not be listed."""
     errors: list[OSError] = []
     for dirpath, dirnames, filenames in os.walk(folder, onerror=errors.append, followlinks=False):
         yield from _unlisted(errors)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and (exclude is None or Path(dirpath, d) != exclude)
+        )
         for name in sorted(filenames):
             if not name.startswith("."):
                 yield Path(dirpath) / name
@@ -104,16 +106,23 @@ def discover(
     collection: str = "default",
     tags: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
+    exclude: Path | None = None,
 ) -> Iterator[Candidate | Rejected]:
-    """Yield media files under the given files and folders (recursively), or why each was refused."""
+    """Yield media files under the given files and folders (recursively), or why each was refused.
+
+    ``exclude`` (the data dir, resolved) is never walked into: its thumbnails and blobs are not a library.
+    """
     for raw in paths:
         try:
             resolved = check_allowed(raw, allowed_roots)
         except PathNotAllowed as exc:
             yield Rejected(str(raw), str(exc))
             continue
+        if exclude is not None and resolved.is_relative_to(exclude):
+            yield Rejected(str(raw), f"{resolved} is inside the data dir {exclude}, which is not ingested")
+            continue
         if resolved.is_dir():
-            for file in _walk(resolved):
+            for file in _walk(resolved, exclude):
                 if isinstance(file, Rejected):
                     yield file
                 else:

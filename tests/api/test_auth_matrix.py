@@ -48,6 +48,16 @@ def _fresh_asset(server: ApiServer) -> str:
         return str(response.json()["items"][0]["asset"]["id"])
 
 
+def _first_segment(server: ApiServer, asset_id: str) -> int:
+    from sqlalchemy import select
+
+    from core.db.engine import read_session
+    from core.db.models import Segment
+
+    with read_session(server.settings) as session:
+        return int(session.execute(select(Segment.id).where(Segment.asset_id == asset_id).limit(1)).scalar_one())
+
+
 def _throwaway_key(server: ApiServer) -> str:
     from core.apikeys import create_key
 
@@ -74,6 +84,13 @@ ROUTES = [
         "search",
         200,
         lambda c, f, s: c.get(f"/v1/assets/{f.asset_id}/thumbnail"),
+    ),
+    Route(
+        "GET",
+        "/v1/assets/{asset_id}/segments/{segment_id}/thumbnail",
+        "search",
+        200,
+        lambda c, f, s: c.get(f"/v1/assets/{f.asset_id}/segments/{_first_segment(s, f.asset_id)}/thumbnail"),
     ),
     Route(
         "POST",

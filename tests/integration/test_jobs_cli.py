@@ -24,11 +24,13 @@ def _env(data_dir: Path, tiny_encoder: bool) -> dict[str, str]:
     return env
 
 
-def _cli(data_dir: Path, *args: str, tiny_encoder: bool = True) -> subprocess.CompletedProcess[str]:
+def _cli(
+    data_dir: Path, *args: str, tiny_encoder: bool = True, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "api.cli", *args],
         cwd=data_dir.parent,
-        env=_env(data_dir, tiny_encoder),
+        env={**_env(data_dir, tiny_encoder), **(extra_env or {})},
         capture_output=True,
         text=True,
         timeout=600,
@@ -38,16 +40,20 @@ def _cli(data_dir: Path, *args: str, tiny_encoder: bool = True) -> subprocess.Co
 def test_generate_tiny_random_offline_in_a_fresh_data_dir(tmp_path: Path) -> None:
     data_dir = tmp_path / "fresh"
     # Exactly the documented command, with no SENSORIUM_* settings at all: default encoder, no weights offline.
-    result = _cli(
-        data_dir, "generate", "a red cube", "--generator", "tiny-random", "--wait", "--json", tiny_encoder=False
-    )
+    command = ("generate", "a red cube", "--generator", "tiny-random", "--wait", "--json")
+    refused = _cli(data_dir, *command, tiny_encoder=False)
+    assert refused.returncode == 2 and "SENSORIUM_ENCODER__PRETRAINED=none" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # The README's offline rule: say PRETRAINED=none and it goes on, saying once that the weights are random.
+    result = _cli(data_dir, *command, tiny_encoder=False, extra_env={"SENSORIUM_ENCODER__PRETRAINED": "none"})
     assert result.returncode == 0, result.stderr
     job = json.loads(result.stdout)
     assert job["status"] == "succeeded" and job["kind"] == "generate" and job["params"]["prompt"] == "a red cube"
     (asset,) = job["assets"]
     assert asset["asset_id"] == job["result"]["asset_ids"][0] and asset["seed"] == job["result"]["seeds"][0]
     assert Path(asset["path"]).is_file() and (asset["width"], asset["height"]) == (64, 64)
-    assert "OFFLINE" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("seeded random weights") == 1 and "Traceback" not in result.stderr
+    assert asset["name"].startswith(f"a-red-cube-{job['id'][:8]}-0")
 
     listed = _cli(data_dir, "jobs", "list", "--json")
     assert [j["id"] for j in json.loads(listed.stdout)["jobs"]] == [job["id"]]

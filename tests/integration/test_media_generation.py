@@ -80,7 +80,7 @@ def test_text_to_audio_job_stores_an_indexed_wav_as_requested(embedded: Settings
         "audio",
         "generated",
         "indexed",
-        f"{job['id']}-0.wav",
+        f"the-sound-of-thunder-rolling-over-hills-{job['id'][:8]}-0.wav",
     )
     assert asset.duration == pytest.approx(1.5, abs=0.01)
     assert asset.thumbnail_key  # the first spectrogram is the audio's poster
@@ -119,7 +119,7 @@ def test_text_to_video_job_stores_an_mp4_findable_by_its_frame(embedded: Setting
     assert (asset.kind, asset.status, asset.name, asset.width, asset.height) == (
         "video",
         "indexed",
-        f"{job['id']}-0.mp4",
+        f"a-dog-chasing-a-frisbee-{job['id'][:8]}-0.mp4",
         96,
         64,
     )

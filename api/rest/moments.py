@@ -1,0 +1,59 @@
+"""GET /v1/assets/{id}/segments/{segment_id}/thumbnail: the matched moment's picture (search results link it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from api.rest.assets import SIGNED_QUERY
+from api.rest.content import file_response
+from api.rest.openapi import operation
+from api.rest.problems import ProblemError, problem_responses
+from api.rest.state import ApiState
+
+
+class MomentController(Controller):
+    """Thumbnails of segments (scenes, spectrogram windows, transcript moments)."""
+
+    path = "/assets"
+    tags = ["assets"]
+
+    @get(
+        "/{asset_id:str}/segments/{segment_id:int}/thumbnail",
+        summary="Download the thumbnail of a search result's moment",
+        opt={"scope": "search", "signed": True},
+        responses=problem_responses(401, 403, 404, 416, 429),
+        operation_class=operation(binary_responses={200: ("image/jpeg",), 206: ("image/jpeg",)}),
+        security=[{}],
+        sync_to_thread=True,
+    )
+    def segment_thumbnail(
+        self,
+        request: Request[Any, Any, Any],
+        asset_id: str,
+        segment_id: int,
+        expires: Annotated[int | None, SIGNED_QUERY["expires"]] = None,
+        signature: Annotated[str | None, SIGNED_QUERY["signature"]] = None,
+        range_header: Annotated[str | None, Parameter(header="Range", required=False)] = None,
+    ) -> Stream:
+        """Stream the JPEG of the segment's scene (or the asset's thumbnail when the segment has no picture)."""
+        from core.blobs import BlobStore
+        from core.db.engine import read_session
+        from index.moments import MomentNotFound, moment_thumbnail_key
+
+        state: ApiState = request.app.state.api
+        try:
+            with read_session(state.settings) as session:
+                key = moment_thumbnail_key(session, asset_id, segment_id)
+        except MomentNotFound as exc:
+            raise ProblemError("not-found", str(exc)) from None
+        if key is None:
+            raise ProblemError("content-unavailable", "this moment has no thumbnail")
+        path = BlobStore(state.settings.resolved_data_dir()).path(key)
+        if not path.is_file():
+            raise ProblemError("content-unavailable", "the thumbnail file is missing")
+        return file_response(path, "image/jpeg", filename=f"{Path(key).stem}.jpg", range_header=range_header)
