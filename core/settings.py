@@ -44,8 +44,11 @@ class IndexSettings(BaseModel):
 class MediaSettings(BaseModel):
     """How audio and video are cut into segments."""
 
-    video_fps: float = Field(default=1.0, gt=0, le=60)
-    scene_threshold: float = Field(default=0.35, gt=0, le=2)
+    # Scene cuts: frames per second fed to the cut detector (PySceneDetect, on a downscaled stream).
+    scene_fps: float = Field(default=10.0, ge=10, le=60)
+    scene_detector: Literal["adaptive", "content"] = "adaptive"
+    # Frame-change score (PySceneDetect's content_val, 0-255) a hard cut must reach; None = the detector's default.
+    scene_threshold: float | None = Field(default=None, gt=0, le=255)
     audio_window_s: float = Field(default=5.0, gt=0)
     audio_hop_s: float = Field(default=2.5, gt=0)
     max_duration_s: float = Field(default=4 * 3600, gt=0)
