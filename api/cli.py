@@ -131,6 +131,7 @@ def ingest(
             "skipped": summary.skipped,
             "failed": summary.failed,
             "elapsed_s": round(summary.elapsed_s, 3),
+            "ocr": {"pictures": summary.ocr_pictures, "lines": summary.ocr_lines, "seconds": round(summary.ocr_seconds, 3)},
             "failures": failures,
         }
         typer.echo(json.dumps(summary_json))

@@ -61,6 +61,19 @@ class WhisperSettings(BaseModel):
     backend: str = "faster-whisper"
     model: str = "tiny.en"
     device: str = "auto"
+    beam_size: int = Field(default=1, ge=1, le=10)
+
+
+class OcrSettings(BaseModel):
+    """Text in images and video frames (PP-OCR through rapidocr-onnxruntime), read in a pass after embedding."""
+
+    enabled: bool = True
+    # Lines the recogniser is less sure of than this are dropped.
+    min_confidence: float = Field(default=0.6, ge=0, le=1)
+    device: str = "auto"  # auto (CUDA when onnxruntime-gpu can use it), cpu, cuda
+    # A scene frame whose 64x36 grey thumbnail differs from the previous scene's by less than this (mean, 0-255)
+    # reuses its text instead of running detection again.
+    same_frame_difference: float = Field(default=3.0, ge=0, le=255)
 
 
 class ThumbnailSettings(BaseModel):
@@ -135,6 +148,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     media: MediaSettings = MediaSettings()
     whisper: WhisperSettings = WhisperSettings()
+    ocr: OcrSettings = OcrSettings()
     thumbnails: ThumbnailSettings = ThumbnailSettings()
     auth: AuthSettings = AuthSettings()
     api: ApiSettings = ApiSettings()

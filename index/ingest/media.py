@@ -151,7 +151,11 @@ def prepare_video(candidate: Candidate, sha256: str, size: int, ctx: PrepareCont
         key = ctx.blobs.put_thumbnail(f"{sha256}-{round(scene.frame_time * 1000)}.jpg", jpeg)
         prepared.thumbnail_key = prepared.thumbnail_key or key
         segment = PreparedSegment(
-            kind="frame", t_start=round(scene.t_start, 3), t_end=round(scene.t_end, 3), thumbnail_key=key
+            kind="frame",
+            t_start=round(scene.t_start, 3),
+            t_end=round(scene.t_end, 3),
+            thumbnail_key=key,
+            meta={"frame_time": round(scene.frame_time, 3)},  # where the OCR pass finds the scene's picture
         )
         embedder.add(segment, scene.frame)
     transcripts = _audio_segments(prepared, ctx, embedder) if info.has_audio else []

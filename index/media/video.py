@@ -124,3 +124,24 @@ def _rgb_image(frame: VideoFrame) -> Image.Image:
     from PIL import Image
 
     return Image.fromarray(frame.to_ndarray(format="rgb24"))
+
+
+def frames_at(path: str | Path, times: list[float], settings: MediaSettings) -> Iterator[tuple[float, Image.Image]]:
+    """Yield (time, RGB frame) for the frame shown at each of ``times`` (seconds from the start), in time order.
+
+    Seeks to the keyframe before each time and decodes forward, so a few pictures of a long video cost little.
+    """
+    path = Path(path)
+    with open_container(path) as container:
+        info = describe(container, path, settings.max_duration_s)
+        if info.video_stream is None:
+            raise MediaError(f"no video stream in {path.name}")
+        stream = next(s for s in container.streams.video if s.index == info.video_stream)
+        base = stream.time_base
+        for wanted in sorted(times):
+            if base is not None:
+                container.seek(int((wanted + info.start_time_s) / base), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.time is not None and frame.time - info.start_time_s + _EPS >= wanted:
+                    yield wanted, _rgb_image(frame)
+                    break
