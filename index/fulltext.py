@@ -86,8 +86,8 @@ def query_terms(query: str) -> list[str]:
     return list(dict.fromkeys(kept))[:_MAX_TERMS]
 
 
-def text_hits(session: Session, query: str, limit: int) -> list[tuple[str, int | None]]:
-    """Return (asset id, segment id or None) of the best full-text matches, best first.
+def text_hits(session: Session, query: str, limit: int) -> list[tuple[str, int | None, bool]]:
+    """Return (asset id, segment id or None, holds the whole phrase) of the best full-text matches, best first.
 
     Entries holding the query as a phrase come first, then those holding all its words, then any of them
     (each tier ranked by BM25 / ts_rank_cd): a line reading "Enable two-factor authentication" beats one
@@ -99,13 +99,13 @@ def text_hits(session: Session, query: str, limit: int) -> list[tuple[str, int |
     words = [w.lower() for w in _TOKEN.findall(query)]
     postgres = session.get_bind().dialect.name == "postgresql"
     tiers = _postgres_tiers(query, terms) if postgres else _sqlite_tiers(words, terms)
-    hits: dict[tuple[str, int | None], None] = {}
-    for statement, params in tiers:
+    hits: dict[tuple[str, int | None], bool] = {}
+    for tier, (statement, params) in enumerate(tiers):
         for row in session.execute(statement, {**params, "limit": limit}).all():
-            hits.setdefault((row[0], row[1]), None)
+            hits.setdefault((row[0], row[1]), tier == 0)
         if len(hits) >= limit:
             break
-    return list(hits)[:limit]
+    return [(asset_id, segment_id, phrase) for (asset_id, segment_id), phrase in list(hits.items())[:limit]]
 
 
 def _sqlite_tiers(words: list[str], terms: list[str]) -> list[tuple[TextClause, dict[str, str]]]:

@@ -33,9 +33,11 @@ def rank_scores(results: list[R]) -> list[R]:
     return results
 
 
-def fuse(visual: list[R], *derived: list[R]) -> list[R]:
+def fuse(visual: list[R], *derived: list[R], exact: frozenset[str] = frozenset()) -> list[R]:
     """Return the assets of every list ordered by the sum of 1 / (k + rank) over the lists they appear in.
 
+    Assets in ``exact`` (their text holds the whole query phrase) come first, in fused order: rank fusion
+    alone lets an asset that is merely near in every list outrank the one that says exactly what was asked.
     ``visual`` results keep their ``score``; an asset found only in ``derived`` lists has ``score`` None. The
     segment shown is the last list's match (the words that matched say more than the nearest picture).
     """
@@ -51,7 +53,7 @@ def fuse(visual: list[R], *derived: list[R]) -> list[R]:
             known.fused_score = (known.fused_score or 0.0) + contribution
             if result.segment.text:
                 known.segment, known.thumbnail_key = result.segment, result.thumbnail_key
-    return sorted(fused.values(), key=lambda r: (-(r.fused_score or 0.0), r.asset_id))
+    return sorted(fused.values(), key=lambda r: (r.asset_id not in exact, -(r.fused_score or 0.0), r.asset_id))
 
 
 def only_visual_matches(derived: Sequence[R], visual: Sequence[R]) -> list[R]:

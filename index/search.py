@@ -290,14 +290,20 @@ def _derived_results(
     return results
 
 
-def _text_results(session: Session, text: str, filters: SearchFilters, wanted: int) -> list[SearchResult]:
-    """Return up to ``wanted`` assets ranked by full-text matches, each with the segment that matched."""
+def _text_results(
+    session: Session, text: str, filters: SearchFilters, wanted: int
+) -> tuple[list[SearchResult], frozenset[str]]:
+    """Return up to ``wanted`` assets ranked by full-text matches, each with the segment that matched, and the
+    ids of those whose text holds the whole query phrase."""
     hits = text_hits(session, text, limit=wanted * 4)
     first_hit: dict[str, int | None] = {}
-    for asset_id, segment_id in hits:
+    exact: set[str] = set()
+    for asset_id, segment_id, phrase in hits:
         first_hit.setdefault(asset_id, segment_id)
+        if phrase:
+            exact.add(asset_id)
     if not first_hit:
-        return []
+        return [], frozenset()
     statement = _filtered(
         select(Asset).where(Asset.id.in_(list(first_hit)), Asset.status == "indexed").options(_WITHOUT_TAGS),
         filters,
@@ -324,7 +330,7 @@ def _text_results(session: Session, text: str, filters: SearchFilters, wanted: i
             results.append(_result(asset, segment, None))
         if len(results) >= wanted:
             break
-    return results
+    return results, frozenset(exact)
 
 
 def search(request: SearchRequest, settings: Settings | None = None) -> list[SearchResult]:
@@ -337,17 +343,18 @@ def search(request: SearchRequest, settings: Settings | None = None) -> list[Sea
     with read_session(settings) as session:
         index.catch_up(session)
         if mode == "text":
-            return rank_scores(_text_results(session, request.text or "", request.filters, wanted))[
-                request.offset : wanted
-            ]
+            matches, _ = _text_results(session, request.text or "", request.filters, wanted)
+            return rank_scores(matches)[request.offset : wanted]
         query = _query_vector(request, session, settings)
         if request.text is None:
             return _vector_results(request, session, settings, wanted, query)[request.offset : wanted]
         pool = max(wanted * 2, 50)
         visual = _vector_results(request, session, settings, pool, query)
         lists = [_derived_results(request, session, settings, pool, query[0])]
+        exact: frozenset[str] = frozenset()
         if mode == "hybrid":
-            lists.append(_text_results(session, request.text, request.filters, pool))
+            matches, exact = _text_results(session, request.text, request.filters, pool)
+            lists.append(matches)
         if request.min_score is not None:
             lists = [only_visual_matches(results, visual) for results in lists]
-        return fuse(visual, *lists)[request.offset : wanted]
+        return fuse(visual, *lists, exact=exact)[request.offset : wanted]
