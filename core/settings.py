@@ -62,6 +62,9 @@ class WhisperSettings(BaseModel):
     model: str = "tiny.en"
     device: str = "auto"
     beam_size: int = Field(default=1, ge=1, le=10)
+    # Audio is transcribed in chunks this long, each with the last overlap_s of the one before (no seams).
+    chunk_s: float = Field(default=60.0, ge=5, le=600)
+    overlap_s: float = Field(default=4.0, ge=0, le=30)
 
 
 class OcrSettings(BaseModel):
