@@ -226,6 +226,7 @@ def _ingest_embedded(
             "skipped": summary.skipped,
             "failed": summary.failed,
             "elapsed_s": round(summary.elapsed_s, 3),
+            "ocr": {"pictures": summary.ocr_pictures, "lines": summary.ocr_lines, "seconds": round(summary.ocr_seconds, 3)},
             "failures": failures,
         },
         as_json,

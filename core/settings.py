@@ -83,8 +83,11 @@ class IndexSettings(BaseModel):
 class MediaSettings(BaseModel):
     """How audio and video are cut into segments."""
 
-    video_fps: float = Field(default=1.0, gt=0, le=60)
-    scene_threshold: float = Field(default=0.35, gt=0, le=2)
+    # Scene cuts: frames per second fed to the cut detector (PySceneDetect, on a downscaled stream).
+    scene_fps: float = Field(default=10.0, ge=10, le=60)
+    scene_detector: Literal["adaptive", "content"] = "adaptive"
+    # Frame-change score (PySceneDetect's content_val, 0-255) a hard cut must reach; None = the detector's default.
+    scene_threshold: float | None = Field(default=None, gt=0, le=255)
     audio_window_s: float = Field(default=5.0, gt=0)
     audio_hop_s: float = Field(default=2.5, gt=0)
     max_duration_s: float = Field(default=4 * 3600, gt=0)
@@ -97,6 +100,22 @@ class WhisperSettings(BaseModel):
     backend: str = "faster-whisper"
     model: str = "tiny.en"
     device: str = "auto"
+    beam_size: int = Field(default=1, ge=1, le=10)
+    # Audio is transcribed in chunks this long, each with the last overlap_s of the one before (no seams).
+    chunk_s: float = Field(default=60.0, ge=5, le=600)
+    overlap_s: float = Field(default=4.0, ge=0, le=30)
+
+
+class OcrSettings(BaseModel):
+    """Text in images and video frames (PP-OCR through rapidocr-onnxruntime), read in a pass after embedding."""
+
+    enabled: bool = True
+    # Lines the recogniser is less sure of than this are dropped.
+    min_confidence: float = Field(default=0.6, ge=0, le=1)
+    device: str = "auto"  # auto (CUDA when onnxruntime-gpu can use it), cpu, cuda
+    # A scene frame whose 64x36 grey thumbnail differs from the previous scene's by less than this (mean, 0-255)
+    # reuses its text instead of running detection again.
+    same_frame_difference: float = Field(default=3.0, ge=0, le=255)
 
 
 class ThumbnailSettings(BaseModel):
@@ -187,6 +206,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     media: MediaSettings = MediaSettings()
     whisper: WhisperSettings = WhisperSettings()
+    ocr: OcrSettings = OcrSettings()
     thumbnails: ThumbnailSettings = ThumbnailSettings()
     auth: AuthSettings = AuthSettings()
     api: ApiSettings = ApiSettings()

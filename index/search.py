@@ -16,7 +16,8 @@ from core.db.models import Asset, AssetCollection, AssetTag, Segment
 from core.settings import Settings, get_settings
 from index.encoders import get_encoder
 from index.encoders.queries import get_query_encoder
-from index.fulltext import text_hits
+from index.fulltext import TEXT_SEGMENT_KINDS, text_hits
+from index.fusion import fuse, only_visual_matches, rank_scores
 from index.ingest.images import decode_slot, encoder_ready, open_image
 from index.service import get_live_index
 from index.vector.live import vectors_from_bytes
@@ -114,10 +115,10 @@ class SearchResult:
 
 MODES = ("vector", "text", "hybrid")
 # Which segments each kind of query is compared with: spectrograms serve audio-to-audio similarity only.
-_TEXT_QUERY_SEGMENTS = ("image", "frame", "transcript")
+# Text-derived segments (transcripts, OCR) are ranked in a list of their own (index/fusion.py).
+_TEXT_QUERY_SEGMENTS = ("image", "frame")
 _IMAGE_QUERY_SEGMENTS = ("image", "frame")
 _AUDIO_QUERY_SEGMENTS = ("spectrogram",)
-_RRF_K = 60
 
 
 def validate(request: SearchRequest) -> None:
@@ -280,13 +281,19 @@ def _result(asset: Asset, segment: Segment, score: float | None) -> SearchResult
     )
 
 
-def _vector_results(request: SearchRequest, session: Session, settings: Settings, wanted: int) -> list[SearchResult]:
+def _vector_results(
+    request: SearchRequest,
+    session: Session,
+    settings: Settings,
+    wanted: int,
+    query: tuple[np.ndarray, tuple[str, ...]],
+) -> list[SearchResult]:
     """Return up to ``wanted`` assets by their best vector match, widening the FAISS search as filters demand."""
     index = get_live_index(settings)
-    query, segment_kinds = _query_vector(request, session, settings)
+    vector, segment_kinds = query
     k = max(_MIN_K, wanted * settings.index.oversample)
     while True:
-        scores, ids = index.search(query, k)
+        scores, ids = index.search(vector, k)
         valid = ids[0] >= 0
         seg_scores, seg_ids = scores[0][valid], ids[0][valid]
         if request.min_score is not None:
@@ -300,14 +307,37 @@ def _vector_results(request: SearchRequest, session: Session, settings: Settings
         k *= 4
 
 
-def _text_results(session: Session, text: str, filters: SearchFilters, wanted: int) -> list[SearchResult]:
-    """Return up to ``wanted`` assets ranked by full-text matches, each with the segment that matched."""
+def _derived_results(
+    request: SearchRequest, session: Session, settings: Settings, wanted: int, vector: np.ndarray
+) -> list[SearchResult]:
+    """Return assets ranked by a text query's cosine with their transcript and OCR lines; ``score`` stays None.
+
+    One FAISS search, not widened: text-derived segments are a ranking signal, not the result set.
+    """
+    index = get_live_index(settings)
+    scores, ids = index.search(vector, max(_MIN_K, 4 * wanted * settings.index.oversample))
+    valid = ids[0] >= 0
+    rows = _hydrate(session, ids[0][valid].tolist(), request.filters, TEXT_SEGMENT_KINDS)
+    results = _group(scores[0][valid], ids[0][valid], rows, None)[:wanted]
+    for result in results:
+        result.score = None
+    return results
+
+
+def _text_results(
+    session: Session, text: str, filters: SearchFilters, wanted: int
+) -> tuple[list[SearchResult], frozenset[str]]:
+    """Return up to ``wanted`` assets ranked by full-text matches, each with the segment that matched, and the
+    ids of those whose text holds the whole query phrase."""
     hits = text_hits(session, text, limit=wanted * 4)
     first_hit: dict[str, int | None] = {}
-    for asset_id, segment_id in hits:
+    exact: set[str] = set()
+    for asset_id, segment_id, phrase in hits:
         first_hit.setdefault(asset_id, segment_id)
+        if phrase:
+            exact.add(asset_id)
     if not first_hit:
-        return []
+        return [], frozenset()
     statement = _filtered(
         select(Asset).where(Asset.id.in_(list(first_hit)), *_LIVE).options(*_WITHOUT_TAGS),
         filters,
@@ -334,26 +364,7 @@ def _text_results(session: Session, text: str, filters: SearchFilters, wanted: i
             results.append(_result(asset, segment, None))
         if len(results) >= wanted:
             break
-    return results
-
-
-def _fuse(vector: list[SearchResult], text: list[SearchResult]) -> list[SearchResult]:
-    """Reciprocal rank fusion; the score stays the cosine of the best vector match (None if text only)."""
-    fused: dict[str, SearchResult] = {}
-    for rank, result in enumerate(vector, 1):
-        result.fused_score = 1.0 / (_RRF_K + rank)
-        fused[result.asset_id] = result
-    for rank, result in enumerate(text, 1):
-        contribution = 1.0 / (_RRF_K + rank)
-        known = fused.get(result.asset_id)
-        if known is None:
-            result.fused_score = contribution
-            fused[result.asset_id] = result
-            continue
-        known.fused_score = (known.fused_score or 0.0) + contribution
-        if result.segment.kind == "transcript":  # the words that matched say more than the nearest vector
-            known.segment, known.thumbnail_key = result.segment, result.thumbnail_key
-    return sorted(fused.values(), key=lambda r: (-(r.fused_score or 0.0), r.asset_id))
+    return results, frozenset(exact)
 
 
 def search(request: SearchRequest, settings: Settings | None = None) -> list[SearchResult]:
@@ -366,20 +377,23 @@ def search(request: SearchRequest, settings: Settings | None = None) -> list[Sea
         # Refuse what needs no model before loading it: full-text search never loads it at all.
         if request.asset_id is not None and session.get(Asset, request.asset_id) is None:
             raise SearchError(f"no asset with id {request.asset_id!r}")
-        if mode == "vector":
-            get_live_index(settings).catch_up(session)
-            return _vector_results(request, session, settings, wanted)[request.offset : wanted]
-        pool = max(wanted * 2, 50)
-        text = _text_results(session, request.text or "", request.filters, pool)
         if mode == "text":
-            for rank, result in enumerate(text, 1):
-                result.fused_score = 1.0 / (_RRF_K + rank)
-            return text[request.offset : wanted]
+            matches, _ = _text_results(session, request.text or "", request.filters, wanted)
+            return rank_scores(matches)[request.offset : wanted]
         get_live_index(settings).catch_up(session)
-        vector = _vector_results(request, session, settings, pool)
+        query = _query_vector(request, session, settings)
+        if request.text is None:
+            return _vector_results(request, session, settings, wanted, query)[request.offset : wanted]
+        pool = max(wanted * 2, 50)
+        visual = _vector_results(request, session, settings, pool, query)
+        lists = [_derived_results(request, session, settings, pool, query[0])]
+        exact: frozenset[str] = frozenset()
+        if mode == "hybrid":
+            matches, exact = _text_results(session, request.text, request.filters, pool)
+            lists.append(matches)
         if request.min_score is not None:
-            text = [r for r in text if r.asset_id in {v.asset_id for v in vector}]
-        return _fuse(vector, text)[request.offset : wanted]
+            lists = [only_visual_matches(results, visual) for results in lists]
+        return fuse(visual, *lists, exact=exact)[request.offset : wanted]
 
 
 def library_is_empty(settings: Settings | None = None) -> bool:

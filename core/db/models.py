@@ -178,8 +178,20 @@ class Segment(Base):
     thumbnail_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     model_id: Mapped[str] = mapped_column(String(512), index=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    # Per-kind details: an OCR line's box and confidence, a scene's picture time.
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
 
     asset: Mapped[Asset] = relationship(back_populates="segments")
+
+
+class AssetPass(Base):
+    """A processing pass (e.g. ``ocr``) that has finished for an asset: passes resume from what is missing."""
+
+    __tablename__ = "asset_passes"
+
+    asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+    done_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class TextEntry(Base):

@@ -51,6 +51,10 @@ class IngestSummary:
     failed: int = 0
     media_seconds: float = 0.0
     elapsed_s: float = 0.0
+    # The OCR pass that follows embedding: pictures read, text lines found, seconds spent reading.
+    ocr_pictures: int = 0
+    ocr_lines: int = 0
+    ocr_seconds: float = 0.0
     outcomes: list[Outcome] = field(default_factory=list)
     keep_outcomes: bool = True
 
@@ -282,5 +286,15 @@ def ingest(
             for future in in_flight:
                 future.cancel()
             raise
+    if settings.ocr.enabled:
+        _ocr_pass(settings, encoder, summary)
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def _ocr_pass(settings: Settings, encoder: Encoder, summary: IngestSummary) -> None:
+    """Read text in the new pictures, and in any a previous run left unread (the pass resumes)."""
+    from index.ocr_pass import run_ocr_pass
+
+    ocr = run_ocr_pass(settings, encoder)
+    summary.ocr_pictures, summary.ocr_lines, summary.ocr_seconds = ocr.pictures, ocr.lines, ocr.seconds

@@ -27,6 +27,7 @@ class PreparedSegment:
     pixels: Any | None = None
     thumbnail_key: str | None = None
     vector: np.ndarray | None = None
+    meta: dict[str, Any] | None = None
 
 
 @dataclass

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from core.db.engine import lock_change_log, write_session
 from core.db.models import Asset, ChangeLog, Segment, TextEntry
 from core.settings import Settings
-from index.fulltext import entries_for
+from index.fulltext import TEXT_SEGMENT_KINDS, entries_for
 from index.ingest.prepared import Failure, Outcome, PreparedAsset
 from index.library import claim_model
 
@@ -39,6 +39,7 @@ def segment_rows(prepared: PreparedAsset, model_id: str) -> list[Segment]:
             thumbnail_key=seg.thumbnail_key,
             model_id=model_id,
             vector=seg.vector.astype("float32").tobytes() if seg.vector is not None else b"",
+            meta=seg.meta,
         )
         for seg in prepared.segments
     ]
@@ -60,7 +61,7 @@ def _record_failures(session: Session, failures: list[Failure]) -> None:
 
 def add_text_entries(session: Session, asset: Asset, segments: list[Segment], tags: list[str]) -> None:
     """Add the full-text rows of an asset whose segments already have ids."""
-    transcripts = [(s.id, s.text) for s in segments if s.kind == "transcript" and s.text]
+    transcripts = [(s.id, s.text) for s in segments if s.kind in TEXT_SEGMENT_KINDS and s.text]
     session.add_all(entries_for(asset.id, asset.name, tags, transcripts))
 
 
