@@ -174,7 +174,8 @@ class AssetController(Controller):
         base = str(request.base_url)
         with read_session(state.settings) as session:
             rows = list(session.execute(statement).scalars())
-            items = [asset_out(a, state, base) for a in rows[:limit]]
+            is_admin = principal(request).is_admin
+            items = [asset_out(a, state, base, is_admin) for a in rows[:limit]]
             next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
         return AssetPage(items=items, next_cursor=next_cursor)
 
@@ -188,7 +189,7 @@ class AssetController(Controller):
     def get_asset(self, request: Request[Any, Any, Any], asset_id: str) -> AssetOut:
         """Return one asset with signed content and thumbnail URLs."""
         state: ApiState = request.app.state.api
-        return asset_out(_load(asset_id, state.settings), state, str(request.base_url))
+        return asset_out(_load(asset_id, state.settings), state, str(request.base_url), principal(request).is_admin)
 
     @get(
         "/{asset_id:str}/content",
@@ -393,7 +394,9 @@ def _store_uploads(
             )
         status: Literal["created", "existing"] = "created" if outcome.status == "indexed" else "existing"
         items[i] = UploadItem(
-            name=file.filename, status=status, asset=asset_out(_load(outcome.asset_id, settings), state, base_url)
+            name=file.filename,
+            status=status,
+            asset=asset_out(_load(outcome.asset_id, settings), state, base_url, who.is_admin),
         )
     job: JobOut | None = None
     if staged:
