@@ -17,6 +17,7 @@ from api.rest.jobs import JobOut
 from api.rest.openapi import json_schema, operation
 from api.rest.problems import ProblemError, problem_responses
 from api.rest.state import ApiState
+from api.rest.uris import visible_uri
 
 if TYPE_CHECKING:
     from agent.loop import StartedAgent
@@ -128,6 +129,8 @@ class AgentController(Controller):
             if job is not None and waits:
                 await state.waiter.until_ended(str(job["id"]), wait_s)
         result = await anyio.to_thread.run_sync(_finish, state, started, waits)
+        for asset in result["assets"]:
+            asset["uri"] = visible_uri(asset.get("uri"), who.is_admin, state.settings.ingest.allowed_roots)
         out = AgentResponse.model_validate(
             {**result, "jobs": [{**job, "url": f"/v1/jobs/{job['id']}"} for job in result["jobs"]]}
         )

@@ -22,6 +22,7 @@ from api.rest.generate import GenerateController
 from api.rest.health import healthz, readyz, warm_up
 from api.rest.ingest import IngestController
 from api.rest.jobs import JobController
+from api.rest.json_depth import JsonDepthLimit
 from api.rest.keys import KeyController
 from api.rest.metrics import metrics, metrics_registry
 from api.rest.middleware import RequestContextMiddleware
@@ -116,7 +117,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     # Outermost, so unmatched routes (404/405) and errors also get a request id and an access-log line.
-    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    app.asgi_handler = RequestContextMiddleware(
+        JsonDepthLimit(app.asgi_handler, settings.api.max_json_depth, settings.api.max_json_bytes)
+    )
     return app
 
 

@@ -175,7 +175,8 @@ class AssetController(Controller):
         after = _decode_cursor(cursor) if cursor is not None else None
         rows = list_assets(state.settings, filters, limit + 1, after, offset or 0)
         base = str(request.base_url)
-        items = [asset_out(a, state, base) for a in rows[:limit]]
+        is_admin = principal(request).is_admin
+        items = [asset_out(a, state, base, is_admin) for a in rows[:limit]]
         next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
         return AssetPage(items=items, next_cursor=next_cursor)
 
@@ -189,7 +190,7 @@ class AssetController(Controller):
     def get_asset(self, request: Request[Any, Any, Any], asset_id: str) -> AssetOut:
         """Return one asset with signed content and thumbnail URLs."""
         state: ApiState = request.app.state.api
-        return asset_out(_load(asset_id, state.settings), state, str(request.base_url))
+        return asset_out(_load(asset_id, state.settings), state, str(request.base_url), principal(request).is_admin)
 
     @get(
         "/{asset_id:str}/content",
@@ -266,7 +267,7 @@ class AssetController(Controller):
             )
         except AssetNotFound as exc:
             raise ProblemError("not-found", str(exc)) from None
-        return asset_out(asset, state, str(request.base_url))
+        return asset_out(asset, state, str(request.base_url), principal(request).is_admin)
 
     @post(
         "/labels",
@@ -293,7 +294,7 @@ class AssetController(Controller):
         except AssetNotFound as exc:
             raise ProblemError("not-found", str(exc)) from None
         base = str(request.base_url)
-        return AssetList(items=[asset_out(a, state, base) for a in assets])
+        return AssetList(items=[asset_out(a, state, base, principal(request).is_admin) for a in assets])
 
     @delete(
         "/{asset_id:str}",
@@ -441,7 +442,9 @@ def _store_uploads(
             )
         status: Literal["created", "existing"] = "created" if outcome.status == "indexed" else "existing"
         items[i] = UploadItem(
-            name=file.filename, status=status, asset=asset_out(_load(outcome.asset_id, settings), state, base_url)
+            name=file.filename,
+            status=status,
+            asset=asset_out(_load(outcome.asset_id, settings), state, base_url, who.is_admin),
         )
     job: JobOut | None = None
     if staged:

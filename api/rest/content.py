@@ -14,8 +14,8 @@ from litestar.response import Stream
 from api.rest.problems import ProblemError
 
 CHUNK = 256 * 1024
-# At most 19 digits: longer numbers exceed any file and Python's int() refuses very long ones.
-_RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_MAX_RANGE_DIGITS = 19  # 10**19 bytes is beyond any file; longer numbers are not even worth int()
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -31,6 +31,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     first, last = match.groups()
     if not first and not last:
         return None
+    if max(len(first), len(last)) > _MAX_RANGE_DIGITS:
+        raise ProblemError(
+            "range-not-satisfiable",
+            f"range positions have at most {_MAX_RANGE_DIGITS} digits; the content is {size} bytes long",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
     if not first:  # suffix range: the last N bytes
         length = int(last)
         if length == 0 or size == 0:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.rest.uris import visible_uri
+
 if TYPE_CHECKING:
     from api.rest.state import ApiState
     from core.db.models import Asset
@@ -65,7 +67,10 @@ class AssetOut(BaseModel):
     status: str
     error: str | None
     sha256: str
-    uri: str | None = Field(description="Path for files referenced in place, else the blob key.")
+    uri: str | None = Field(
+        description="Path for files referenced in place (in full for admin keys, else relative to its ingest root), "
+        "else the blob key."
+    )
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -90,7 +95,7 @@ class SearchHit(BaseModel):
 
     asset_id: str
     name: str
-    uri: str | None
+    uri: str | None = Field(description="As in an asset: in full for admin keys, else relative to its ingest root.")
     kind: str
     collection: str | None = None
     score: float | None = Field(description="Cosine similarity of the asset's best vector match.")
@@ -100,8 +105,8 @@ class SearchHit(BaseModel):
     content_url: str | None = Field(description="Signed; for audio and video it ends in `#t=start,end`.")
 
 
-def asset_out(asset: Asset, state: ApiState, base_url: str) -> AssetOut:
-    """Return the public view of an asset row, with signed URLs."""
+def asset_out(asset: Asset, state: ApiState, base_url: str, is_admin: bool) -> AssetOut:
+    """Return the public view of an asset row, with signed URLs; ``uri`` in full only for admin keys."""
     return AssetOut(
         id=asset.id,
         name=asset.name,
@@ -118,7 +123,7 @@ def asset_out(asset: Asset, state: ApiState, base_url: str) -> AssetOut:
         status=asset.status,
         error=asset.error,
         sha256=asset.sha256,
-        uri=asset.uri or asset.blob_key,
+        uri=visible_uri(asset.uri or asset.blob_key, is_admin, state.settings.ingest.allowed_roots),
         metadata=dict(asset.meta or {}),
         created_at=asset.created_at,
         updated_at=asset.updated_at,

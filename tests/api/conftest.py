@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -27,10 +28,28 @@ READY_TIMEOUT_S = 180.0
 
 
 def free_port() -> int:
-    """Return a TCP port that was free a moment ago; a server that cannot take a socket retries on a clash."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """Return a free TCP port for a server that cannot take a bound socket (prefer ``listening_socket``).
+
+    The port comes from below the kernel's ephemeral range, so neither outgoing connections nor another test's
+    ``bind(port 0)`` can take it between this check and the server's own bind; random, so parallel tests rarely meet.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(10_000, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def listening_socket() -> socket.socket:

