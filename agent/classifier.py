@@ -102,13 +102,13 @@ def _train_head(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, labels: np
     target = np.eye(classes)[labels]
     m_w, v_w, m_b, v_b = np.zeros_like(weights), np.zeros_like(weights), np.zeros(classes), np.zeros(classes)
     for step in range(1, EPOCHS + 1):
-        logits = np.stack([np.bincount(rows, vals * weights[inverse, c], minlength=n) for c in range(classes)], 1)
-        logits = logits + bias
+        summed = [np.bincount(rows, vals * weights[inverse, c], minlength=n) for c in range(classes)]
+        logits = np.stack(summed, 1).astype(np.float64) + bias
         prob = np.exp(logits - logits.max(axis=1, keepdims=True))
         prob /= prob.sum(axis=1, keepdims=True)
         error = (prob - target) / n
-        grad_w = np.stack([np.bincount(inverse, vals * error[rows, c], minlength=f) for c in range(classes)], 1)
-        grad_w = grad_w + L2 * weights
+        pushed = [np.bincount(inverse, vals * error[rows, c], minlength=f) for c in range(classes)]
+        grad_w = np.stack(pushed, 1).astype(np.float64) + L2 * weights
         grad_b = error.sum(axis=0)
         for param, grad, m, v in ((weights, grad_w, m_w, v_w), (bias, grad_b, m_b, v_b)):
             m *= 0.9

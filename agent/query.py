@@ -186,6 +186,19 @@ def _is_scaffold(words: list[Token]) -> bool:
     )
 
 
+def _after_colon(doc: Doc, clauses: list[list[Token]]) -> list[list[Token]]:
+    """Only the clauses after a colon when instructions precede it and a verbless subject follows
+    ('convert this idea into an image: a castle built on a cloud')."""
+    colon = next((t.index for t in doc.tokens if t.norm == ":"), None)
+    if colon is None:
+        return clauses
+    before = [t for t in doc.tokens[:colon] if doc.verb(t)]
+    after = [c for c in clauses if c[0].index > colon]
+    if before and after and not any(doc.verb(t) for c in after for t in c):
+        return after
+    return clauses
+
+
 def extract_query(doc: Doc, route: Route, modality: Modality) -> str:
     """The subject of the request without instruction words, size or negative clause."""
     quoted = QUOTED_RE.search(doc.text)
@@ -194,11 +207,14 @@ def extract_query(doc: Doc, route: Route, modality: Modality) -> str:
         inner = (quoted.group("a") or quoted.group("b")).strip()
         if inner:
             return inner
-    clauses = _clauses(doc)
+    clauses = _after_colon(doc, _clauses(doc))
     stripped = [_strip_tail(doc, _strip_lead(doc, c, route)) for c in clauses]
     stripped = [[] if _is_scaffold(s) else s for s in stripped]
     # Prefer the clause that names media or gives the instruction: "For our blog, draw a dragon".
     relevant = [k for k, s in enumerate(stripped) if s and any(t.norm in LEX.media or doc.verb(t) for t in clauses[k])]
+    # ... and of those, one whose verb matches the route: "I want to create a slideshow, find my city photos".
+    kind = "generate" if route == "generate" else "search"
+    relevant = [k for k in relevant if any(doc.verb(t) == kind for t in clauses[k])] or relevant
     nonempty = [k for k, s in enumerate(stripped) if s]
     if not nonempty:
         return re.sub(r"\s+", " ", doc.text).strip()
