@@ -100,7 +100,7 @@ def read_cues(doc: Doc, params: GenerationParams) -> Cues:
     if fallback:
         cues.fallback = fallback.group()
         feats.append("cue:fallback")
-    feats.extend(f"cue:{name}" for name in ("library", "creation") if patterns[name].search(doc.joined))
+    feats.extend(f"cue:{name}" for name in ("library", "creation", "hypothetical") if patterns[name].search(doc.joined))
     _media_cues(doc, cues)
     _form_cues(doc, params, feats)
     return cues

@@ -39,7 +39,7 @@ def decide_route(predicted: Route, cues: Cues) -> tuple[Route, str | None]:
         if predicted != "generate":
             return "generate", f"searching is ruled out ('{cues.no_search}'): generate"
         return predicted, None
-    if cues.fallback and predicted != "search_or_generate":
+    if cues.fallback:
         return "search_or_generate", f"conditional fallback '{cues.fallback}': search first, generate if nothing fits"
     return predicted, None
 
@@ -75,7 +75,7 @@ class LocalRouter:
         route, rule = decide_route(predicted_route, cues)
         evidence = ", ".join(self.model.route.evidence(names, idx, predicted_route))
         reasons.append(f"classifier: {predicted_route} (p={route_p.max():.2f}) from {evidence}")
-        reasons.append(f"route {route}: {rule}" if rule else f"route {route}: as classified")
+        reasons.append(f"route {route}: {rule or 'as classified'}")
         modality_p = self.model.modality.probabilities(idx, values)
         predicted_modality: Modality = self.model.modality.classes[int(modality_p.argmax())]  # type: ignore[assignment]
         modality, modality_rule = decide_modality(predicted_modality, route)

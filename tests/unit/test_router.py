@@ -1,4 +1,4 @@
-"""Rule router: the labelled dev set, held-out-style phrasings, parameters and edge cases."""
+"""Local router: the labelled dev set, held-out-style phrasings, parameters and edge cases."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agent.plan import Plan
 from agent.normalise import correct_typo
+from agent.plan import Plan
 from agent.router import LocalRouter, Router, route
 
 DEV_SET = Path(__file__).resolve().parents[2] / "agent/data/dev-set.jsonl"
