@@ -29,6 +29,7 @@ from index.offline import uses_random_weights
 
 MAX_REQUEST_CHARS = 10_000
 DEFAULT_SCOPES = ("search", "generate")
+ERROR_SUMMARY = "error ("  # how a step that failed starts its result_summary
 # Control characters and lone surrogates: not text, and PostgreSQL refuses NUL in stored job parameters.
 _NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -69,7 +70,7 @@ class _Run:
             result: dict[str, Any] | None = call_tool(tool, arguments, self.ctx)
             summary = _summary(tool, result or {})
         except ToolError as exc:
-            result, summary = None, f"error ({exc.code}): {exc}"
+            result, summary = None, f"{ERROR_SUMMARY}{exc.code}): {exc}"
             self.notes.append(f"{tool} could not run: {exc}")
         self.steps.append(
             {
@@ -186,6 +187,17 @@ def finish_agent(started: StartedAgent, job: dict[str, Any] | None) -> dict[str,
         response.update(assets=_finished_assets(job, run), jobs=[job])
     response.update(steps=run.steps, notes=run.notes)
     return response
+
+
+def failure(response: dict[str, Any]) -> str | None:
+    """Why a run served nothing (no step succeeded, or every job it started failed), or None when it served."""
+    steps, notes = response["steps"], response["notes"]
+    if not any(not step["result_summary"].startswith(ERROR_SUMMARY) for step in steps):
+        return "; ".join(notes) or "no tool could run"
+    jobs = response["jobs"]
+    if jobs and not response["assets"] and all(job["status"] == "failed" for job in jobs):
+        return "; ".join(notes) or "every generation job failed"
+    return None
 
 
 def _execute(

@@ -43,7 +43,8 @@ def test_search_or_generate_returns_a_planted_match_without_generating(settings:
     response = run_agent(FOX, settings=settings, generator="tiny-random")
     assert response["plan"]["route"] == "search_or_generate" and response["plan"]["query"] == "a logo with a fox"
     assert tools_called(response) == ["search_assets"]
-    assert response["steps"][0]["arguments"] == {"query": "a logo with a fox", "modality": "image", "limit": 5}
+    # "a logo" asks for one.
+    assert response["steps"][0]["arguments"] == {"query": "a logo with a fox", "modality": "image", "limit": 1}
     top = response["assets"][0]
     assert set(top) == SEARCH_KEYS and top["asset_id"] == planted and top["score"] > 0.99
     assert response["jobs"] == [] and list_jobs(settings=settings) == []
@@ -51,16 +52,15 @@ def test_search_or_generate_returns_a_planted_match_without_generating(settings:
 
 
 def test_search_or_generate_generates_in_an_empty_library(settings: Settings) -> None:
-    settings = settings.model_copy(update={"agent": settings.agent.model_copy(update={"default_count": 2})})
     # A NUL inside the request must not reach the stored job (PostgreSQL refuses NUL in JSON).
     response = run_agent(FOX.replace("fox", "fox\x00"), settings=settings, generator="tiny-random", wait_s=120)
-    assert tools_called(response) == ["search_assets", "generate_media", "get_asset", "get_asset"], response["notes"]
+    assert tools_called(response) == ["search_assets", "generate_media", "get_asset"], response["notes"]
     assert response["steps"][0]["result_summary"] == "0 results"
     assert response["steps"][1]["arguments"] == {
         "prompt": "a logo with a fox",
         "modality": "image",
         "generator": "tiny-random",
-        "n": 2,
+        "n": 1,
     }
     [job] = response["jobs"]
     assert job["status"] == "succeeded" and job["params"]["prompt"] == "a logo with a fox"
