@@ -21,6 +21,7 @@ demo: $(VENV)/.installed
 	$(BIN)/sensorium demo
 
 test: $(VENV)/.installed-test
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
