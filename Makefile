@@ -22,6 +22,7 @@ demo: $(VENV)/.installed
 
 # The whole suite; the 25 slowest tests are listed at the end (CI runs exactly this).
 test: $(VENV)/.installed-test
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest --durations=25
 
 # Unit tests and SQLite only: no PostgreSQL/Redis (`integration`) and no `slow` tests.

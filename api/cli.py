@@ -181,8 +181,7 @@ def _ingest_embedded(
     from index.encoders import get_encoder
     from index.ingest.discover import Candidate, Rejected, discover
     from index.ingest.manifest import read_manifest
-    from index.ingest.pipeline import ingest as run_ingest
-    from index.service import get_live_index
+    from index.services.ingest import ingest_and_snapshot
 
     settings = get_settings()
     if workers:
@@ -203,13 +202,9 @@ def _ingest_embedded(
         announce_weights(settings)
         with IngestProgress(enabled=not as_json) as progress:
             progress.count_in_background(inputs())  # a second, cheap walk: the ETA appears once it is done
-            summary = run_ingest(inputs(), settings, on_progress=progress.update, keep_outcomes=False)
-        index = get_live_index(settings)
-        if index.rebuilding:
-            if not as_json:
-                typer.echo(f"building the vector index for {len(index):,} vectors...", err=True)
-            index.wait_for_rebuild()
-        index.save()  # the next process starts from a fresh snapshot
+            summary = ingest_and_snapshot(
+                inputs(), settings, on_progress=progress.update, on_rebuild=None if as_json else _say_rebuilding
+            )
     except KeyboardInterrupt:
         typer.secho(
             "interrupted: everything committed so far stays indexed; run the same command again to finish",
@@ -315,6 +310,10 @@ def _search_embedded(
     }
 
 
+def _say_rebuilding(vectors: int) -> None:
+    typer.echo(f"building the vector index for {vectors:,} vectors...", err=True)
+
+
 def _report_reembed_failure(asset_id: str, error: str | None) -> None:
     if error:
         typer.secho(f"failed: {asset_id}: {error}", fg=typer.colors.YELLOW, err=True)
@@ -363,10 +362,11 @@ def demo(
 
 # Command groups live in their own modules (each keeps heavy imports inside its commands).
 from api.cli_agent import register as _register_agent  # noqa: E402
+from api.cli_assets import register as _register_assets  # noqa: E402
 from api.cli_jobs import register as _register_jobs  # noqa: E402
 from api.cli_server import register as _register_server  # noqa: E402
 
-for _register in (_register_jobs, _register_server, _register_agent):
+for _register in (_register_jobs, _register_server, _register_agent, _register_assets):
     _register(app)
 
 

@@ -107,7 +107,7 @@ class BlobStore:
         """Remove a stored key if present."""
         self._path_for(key).unlink(missing_ok=True)
 
-    def keys(self) -> Iterator[tuple[str, float]]:
+    def stored_keys(self) -> Iterator[tuple[str, float]]:
         """Yield every stored key with its modification time (temporary files excluded)."""
         for prefix in ("blobs", "thumbnails"):
             for path in sorted((self.root / prefix).glob("*/*")):

@@ -262,9 +262,7 @@ class AssetController(Controller):
 
         state: ApiState = request.app.state.api
         try:
-            asset = update_asset(
-                state.settings, asset_id, name=data.name, tags=data.tags, collections=data.collections
-            )
+            asset = update_asset(state.settings, asset_id, name=data.name, tags=data.tags, collections=data.collections)
         except AssetNotFound as exc:
             raise ProblemError("not-found", str(exc)) from None
         return asset_out(asset, state, str(request.base_url), principal(request).is_admin)

@@ -75,6 +75,9 @@ def upgrade_to_head(engine: Engine, settings: Settings, merge_duplicates: bool =
             try:
                 _upgrade(connection, config)
                 connection.commit()
+            except BaseException:
+                connection.rollback()  # a refused or failed migration leaves nothing half done
+                raise
             finally:
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
                 connection.commit()

@@ -170,3 +170,14 @@ def restore_assets(settings: Settings, asset_ids: Sequence[str]) -> list[Asset]:
                 asset.trashed_at = None
                 log_changes(session, _segment_ids(session, asset.id), "add")
         return assets
+
+
+def known_ids(settings: Settings, words: Sequence[str]) -> list[str]:
+    """Return the leading words that are asset ids (the CLI's `ID... LABEL...` arguments)."""
+    with read_session(settings) as session:
+        ids: list[str] = []
+        for word in words:
+            if resolve_asset(session, word) is None:
+                break
+            ids.append(word)
+        return ids

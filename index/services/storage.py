@@ -106,5 +106,5 @@ def purge_trash(settings: Settings, older_than_days: float | None = None) -> Swe
 def collect_garbage(settings: Settings) -> SweepSummary:
     """Purge the expired trash, then remove every blob and thumbnail file no row references."""
     summary = purge_trash(settings)
-    swept = _remove_unreferenced(settings, BlobStore(settings.resolved_data_dir()).keys())
+    swept = _remove_unreferenced(settings, BlobStore(settings.resolved_data_dir()).stored_keys())
     return SweepSummary(summary.assets, summary.files + swept.files, summary.bytes + swept.bytes)

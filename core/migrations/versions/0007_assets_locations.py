@@ -160,25 +160,28 @@ def _merge_and_locate(bind: sa.Connection) -> None:
     for path, (_, asset_id) in sorted(path_owner.items(), key=lambda item: item[1][0]):
         keeper = by_id[asset_id]
         location = _location(asset_id, path, keeper["bytes"], keeper["sha256"], now)
-        bind.execute(sa.table("asset_locations", *_LOCATION_COLUMNS).insert(), [location])
+        bind.execute(_LOCATIONS.insert(), [location])
 
 
-_LOCATION_COLUMNS = [
-    sa.column(name)
-    for name in (
-        "asset_id",
-        "path",
-        "blob_key",
-        "size",
-        "mtime_ns",
-        "inode",
-        "device",
-        "sha256",
-        "needs_scan",
-        "scanned_at",
-        "created_at",
-    )
-]
+_LOCATIONS = sa.table(
+    "asset_locations",
+    *(
+        sa.column(name)
+        for name in (
+            "asset_id",
+            "path",
+            "blob_key",
+            "size",
+            "mtime_ns",
+            "inode",
+            "device",
+            "sha256",
+            "needs_scan",
+            "scanned_at",
+            "created_at",
+        )
+    ),
+)
 
 
 def _merge_group(bind: sa.Connection, group: list[Any], tags: dict[str, set[str]], now: datetime) -> None:
