@@ -14,7 +14,6 @@ import numpy as np
 
 from index.transcribe import Transcriber, TranscriptSegment, Word
 
-
 # A sentence cut by the ownership boundary continues in the next window if it resumes within this gap.
 _JOIN_GAP_S = 0.5
 
