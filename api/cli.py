@@ -324,12 +324,24 @@ def reindex(
     reembed: Annotated[
         bool, typer.Option("--reembed", help="Re-encode every asset with the configured model.")
     ] = False,
+    reprocess: Annotated[
+        str | None,
+        typer.Option("--reprocess", help="Run media passes again, comma-separated: scenes (re-cut videos), ocr."),
+    ] = None,
 ) -> None:
     """Rebuild the index snapshot from stored vectors (or re-encode everything with --reembed)."""
     from index import reindex as reindexing
 
     try:
-        if reembed:
+        if reprocess:
+            summary = reindexing.reprocess(reprocess.split(","), on_asset=_report_reembed_failure)
+            typer.echo(
+                f"reprocessed: {summary.reembedded} videos re-cut, {summary.ocr_assets} assets read "
+                f"({summary.ocr_lines} text lines), {summary.failed} failed; index holds {summary.vectors} vectors"
+            )
+            if summary.failed:
+                raise typer.Exit(1)
+        elif reembed:
             from core.settings import get_settings
 
             announce_weights(get_settings())

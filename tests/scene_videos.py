@@ -26,16 +26,23 @@ class Truth:
     duration: float = 0.0
 
 
-def write_video(path: Path, frames: Iterator[np.ndarray], size: Size, fps: int) -> Path:
-    """Encode RGB frames as h264 (ultrafast) and return the path."""
+def write_video(
+    path: Path, frames: Iterator[np.ndarray], size: Size, fps: int, audio: np.ndarray | None = None
+) -> Path:
+    """Encode RGB frames as h264 (ultrafast), with float32 mono 16 kHz ``audio`` as AAC if given; return the path."""
+    from tests.media_factory import _encode_audio
+
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        sound = container.add_stream("aac", rate=16000, layout="mono") if audio is not None else None
         for n, pixels in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
             frame.pts, frame.time_base = n, Fraction(1, fps)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+        if sound is not None and audio is not None:
+            _encode_audio(container, sound, audio, 16000)
     return path
 
 
@@ -149,14 +156,19 @@ def _frames(scenes: list[FrameSource], lengths: list[int], joins: list[tuple[str
 
 
 def make_scenes_video(
-    path: Path, pictures: list[np.ndarray], scene_s: list[float], joins: list[tuple[str, float]], fps: int = 25
+    path: Path,
+    pictures: list[np.ndarray],
+    scene_s: list[float],
+    joins: list[tuple[str, float]],
+    fps: int = 25,
+    audio: np.ndarray | None = None,
 ) -> Truth:
     """Write still scenes (with a little motion) joined by cuts, dissolves or fades through black; return the truth."""
     height, width = pictures[0].shape[:2]
     sources = [_still(p, i) for i, p in enumerate(pictures)]
     lengths = [round(s * fps) for s in scene_s]
     fades = [(kind, round(seconds * fps)) for kind, seconds in joins]
-    write_video(path, _frames(sources, lengths, fades), (width, height), fps)
+    write_video(path, _frames(sources, lengths, fades), (width, height), fps, audio)
     bounds = np.cumsum(lengths)[:-1] / fps
     hard = tuple(float(t) for t, (kind, _) in zip(bounds, joins, strict=True) if kind == "cut")
     gradual = tuple(float(t) for t, (kind, _) in zip(bounds, joins, strict=True) if kind != "cut")
