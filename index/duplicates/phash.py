@@ -23,6 +23,11 @@ class ImageHashes:
     phash: int
     dhash: int
 
+    @property
+    def pair(self) -> tuple[int, int]:
+        """Return (pHash, dHash)."""
+        return self.phash, self.dhash
+
 
 @lru_cache(maxsize=1)
 def _dct_rows() -> np.ndarray:

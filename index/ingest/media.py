@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from core.settings import Settings
+from index.duplicates.phash import image_hashes
 from index.ingest.discover import Candidate
 from index.ingest.images import encoder_ready, thumbnail_jpeg
 from index.ingest.prepare import PrepareContext
@@ -154,6 +155,7 @@ def prepare_video(candidate: Candidate, sha256: str, size: int, ctx: PrepareCont
             kind="frame", t_start=round(scene.t_start, 3), t_end=round(scene.t_end, 3), thumbnail_key=key
         )
         embedder.add(segment, scene.frame)
+        prepared.hashes.append((segment.t_start, *image_hashes(scene.frame).pair))
     transcripts = _audio_segments(prepared, ctx, embedder) if info.has_audio else []
     embedder.flush()
     prepared.segments = embedder.done + transcripts

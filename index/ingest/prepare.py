@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from core.blobs import BlobStore
 from core.settings import Settings
+from index.duplicates.phash import image_hashes
 from index.encoders.base import Encoder
 from index.ingest.discover import Candidate
 from index.ingest.images import encoder_ready, open_image, thumbnail_jpeg
@@ -43,6 +44,7 @@ def prepare_image(candidate: Candidate, sha256: str, size: int, ctx: PrepareCont
         height=height,
         thumbnail_key=thumbnail_key,
         segments=[segment],
+        hashes=[(None, *image_hashes(image).pair)],
     )
 
 

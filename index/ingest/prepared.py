@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from core.db.models import new_uuid
 from index.ingest.discover import Candidate
 
 
@@ -38,6 +39,10 @@ class PreparedAsset:
     meta: dict[str, Any] = field(default_factory=dict)
     segments: list[PreparedSegment] = field(default_factory=list)
     media_seconds: float = 0.0
+    # Perceptual hashes (t_start or None, pHash, dHash) of the image or of each scene frame; near-duplicates use them.
+    hashes: list[tuple[float | None, int, int]] = field(default_factory=list)
+    asset_id: str = field(default_factory=new_uuid)  # known before writing, so a later copy can link to it
+    variant_of: tuple[str, int] | None = None  # (best asset id, distance) when ingested as a near copy's variant
 
 
 @dataclass

@@ -7,8 +7,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.db.engine import lock_change_log, write_session
-from core.db.models import Asset, AssetTag, ChangeLog, Segment, new_uuid
+from core.db.models import Asset, AssetTag, ChangeLog, Segment
 from core.settings import Settings
+from index.duplicates.store import add_hashes
 from index.fulltext import entries_for
 from index.ingest.prepared import Failure, Outcome, PreparedAsset
 from index.library import claim_model
@@ -19,7 +20,7 @@ def _asset_row(prepared: PreparedAsset) -> Asset:
     meta = dict(candidate.metadata)
     meta.update(prepared.meta)
     asset = Asset(
-        id=new_uuid(),
+        id=prepared.asset_id,
         sha256=prepared.sha256,
         kind=candidate.kind,
         source=candidate.source,
@@ -59,6 +60,7 @@ def segment_rows(prepared: PreparedAsset, model_id: str) -> list[Segment]:
 def add_asset(session: Session, asset: Asset, prepared: PreparedAsset, model_id: str) -> list[Segment]:
     """Add an asset row and its segments; the caller logs the change and commits."""
     session.add(asset)
+    add_hashes(session, asset, prepared)
     segments = segment_rows(prepared, model_id)
     asset.segments = segments
     return segments
