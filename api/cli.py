@@ -70,23 +70,37 @@ def ingest(
     chunk_size: Annotated[
         int | None, typer.Option(min=1, max=100_000, help="With --distributed: files per chunk.")
     ] = None,
+    near_duplicates: Annotated[
+        str | None,
+        typer.Option(
+            "--near-duplicates",
+            help="index (record the group), skip (leave near copies out, listed by name) or link "
+            "(index as a hidden variant of the group's best copy). Default: SENSORIUM_DUPLICATES__INGEST_POLICY.",
+        ),
+    ] = None,
 ) -> None:
     """Index media files in place; re-running skips what is already indexed and finishes an interrupted run."""
     from collections.abc import Iterator
 
     from api.progress import IngestProgress
     from core.settings import get_settings
+    from index.duplicates.policy import NEAR_COPY, POLICIES
     from index.encoders import get_encoder
     from index.ingest.discover import Candidate, Rejected, discover, label_problem
     from index.ingest.manifest import read_manifest
     from index.ingest.pipeline import ingest as run_ingest
+    from index.ingest.prepared import Outcome
     from index.service import get_live_index
 
     if not paths and manifest is None:
         fail("give files or folders to ingest, or --manifest FILE")
+    if near_duplicates is not None and near_duplicates not in POLICIES:
+        fail(f"unknown --near-duplicates {near_duplicates!r}: use {', '.join(POLICIES)}")
     problem = label_problem(collection, tag or [])
     if problem:
         fail(problem)
+    if distributed and near_duplicates not in (None, "index"):
+        fail("--near-duplicates skip and link need a local ingest (not --distributed)")
     if distributed:
         from api.cli_distributed import run_distributed
 
@@ -102,13 +116,21 @@ def ingest(
             yield from read_manifest(manifest, roots, collection, tag or [])
         yield from discover(paths or [], roots, collection, tag or [])
 
+    near_copies: list[Outcome] = []
     try:
         if manifest is not None:
             read_manifest(manifest, roots)  # refuse an unusable manifest before starting
         get_encoder(settings.encoder)  # load the model first: the progress clock then measures the files alone
         with IngestProgress(enabled=not as_json) as progress:
             progress.count_in_background(inputs())  # a second, cheap walk: the ETA appears once it is done
-            summary = run_ingest(inputs(), settings, on_progress=progress.update, keep_outcomes=False)
+            def on_progress(outcome: Outcome) -> None:
+                if outcome.reason and outcome.reason.startswith(NEAR_COPY):
+                    near_copies.append(outcome)
+                progress.update(outcome)
+
+            summary = run_ingest(
+                inputs(), settings, on_progress=on_progress, keep_outcomes=False, near_duplicates=near_duplicates
+            )
         index = get_live_index(settings)
         if index.rebuilding:
             if not as_json:
@@ -132,9 +154,12 @@ def ingest(
             "failed": summary.failed,
             "elapsed_s": round(summary.elapsed_s, 3),
             "failures": failures,
+            "near_duplicates_skipped": [{"path": o.path, "reason": o.reason} for o in near_copies],
         }
         typer.echo(json.dumps(summary_json))
     else:
+        for outcome in near_copies:
+            typer.echo(f"skipped {outcome.path}: {outcome.reason}")
         typer.echo(
             f"indexed {summary.indexed}, skipped {summary.skipped}, failed {summary.failed} "
             f"in {summary.elapsed_s:.1f} s"
@@ -240,10 +265,11 @@ def demo(
 
 # Command groups live in their own modules (each keeps heavy imports inside its commands).
 from api.cli_agent import register as _register_agent  # noqa: E402
+from api.cli_duplicates import register as _register_duplicates  # noqa: E402
 from api.cli_jobs import register as _register_jobs  # noqa: E402
 from api.cli_server import register as _register_server  # noqa: E402
 
-for _register in (_register_jobs, _register_server, _register_agent):
+for _register in (_register_jobs, _register_server, _register_agent, _register_duplicates):
     _register(app)
 
 

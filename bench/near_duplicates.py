@@ -29,7 +29,7 @@ import numpy as np
 
 from core.settings import DuplicateSettings
 from index.duplicates.groups import hash_neighbours, leader_groups
-from index.duplicates.phash import image_hashes
+from index.duplicates.phash import hamming, image_hashes
 from index.ingest.images import open_image
 from tests.near_copies import TRANSFORMS, jpeg_bytes, photo_like
 
@@ -71,19 +71,7 @@ def quality(originals: int, settings: DuplicateSettings) -> dict[str, Any]:
     for offset, name in enumerate(names[1:], start=1):
         copies = range(offset, count, width)
         together = [i for i in copies if i in group_of and group_of.get(i - offset) == group_of[i]]
-        distance = [
-            int(
-                np.bitwise_count(
-                    np.uint64(phash[i] & 0xFFFFFFFFFFFFFFFF) ^ np.uint64(phash[i - offset] & 0xFFFFFFFFFFFFFFFF)
-                )
-            )
-            + int(
-                np.bitwise_count(
-                    np.uint64(dhash[i] & 0xFFFFFFFFFFFFFFFF) ^ np.uint64(dhash[i - offset] & 0xFFFFFFFFFFFFFFFF)
-                )
-            )
-            for i in copies
-        ]
+        distance = [hamming(phash[i], phash[i - offset]) + hamming(dhash[i], dhash[i - offset]) for i in copies]
         per_transform[name] = {
             "grouped_with_original": round(len(together) / len(copies), 4),
             "distance_p50": float(np.percentile(distance, 50)),
@@ -135,7 +123,7 @@ def planted_codes(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.
     """Return pHash and dHash columns of ``count`` codes, 10 % of them copies, with (source, copy) rows."""
     copies = count // 10
     distinct = count - copies
-    codes = rng.integers(0, 2**63, size=(count, 2), dtype=np.int64).view(np.uint64)
+    codes = rng.integers(0, 2**64, size=(count, 2), dtype=np.uint64)
     source = rng.integers(0, distinct, size=copies)
     flips = rng.integers(4, 27, size=copies)
     masks = np.zeros((copies, 2), dtype=np.uint64)

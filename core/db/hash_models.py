@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Integer
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core.db.models import Base, BigId, utcnow
+from core.db.models import Asset, Base, BigId, utcnow
 
 
 class PerceptualHash(Base):
@@ -21,6 +21,9 @@ class PerceptualHash(Base):
     phash: Mapped[int] = mapped_column(BigInteger)
     dhash: Mapped[int] = mapped_column(BigInteger)
 
+    # One-way, so the asset model needs no change; it makes a flush insert the asset before its hashes.
+    asset: Mapped[Asset] = relationship(foreign_keys=[asset_id])
+
 
 class AssetVariant(Base):
     """An asset ingested as a near copy of a group's best asset: hidden from search, shown with its best."""
@@ -31,3 +34,5 @@ class AssetVariant(Base):
     best_id: Mapped[str] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), index=True)
     distance: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    asset: Mapped[Asset] = relationship(foreign_keys=[asset_id])

@@ -17,6 +17,10 @@ POLICIES = ("index", "skip", "link")
 NEAR_COPY = "near duplicate of"
 
 
+def _unsigned(code: int) -> np.uint64:
+    return np.uint64(code & 0xFFFF_FFFF_FFFF_FFFF)
+
+
 class NearCopyPolicy:
     """Matches each new asset's hashes against the stored ones and those accepted earlier in this run.
 
@@ -36,8 +40,9 @@ class NearCopyPolicy:
             self.variants = variant_ids(session)
             self.names = dict(session.query(Asset.id, Asset.name).filter(Asset.id.in_(stored.asset_ids)).all())
         self.stored = stored
-        self.phash = stored.phash.astype(np.int64)
-        self.dhash = stored.dhash.astype(np.int64)
+        # Unsigned: NumPy's bitwise_count counts the bits of |x| for signed integers.
+        self.phash = stored.phash.astype(np.int64).view(np.uint64)
+        self.dhash = stored.dhash.astype(np.int64).view(np.uint64)
         self.owner_ids = [stored.asset_ids[i] for i in stored.owners.tolist()]
         self.kinds = [stored.kinds[i] for i in stored.owners.tolist()]
         # Rank: largest, then oldest (stored assets by creation, then this run's in order), then most tagged.
@@ -51,7 +56,7 @@ class NearCopyPolicy:
         limit = self.settings.duplicates.near_max_distance
         found: dict[str, int] = {}
         for _, phash, dhash in prepared.hashes:
-            distance = np.bitwise_count(self.phash ^ np.int64(phash)) + np.bitwise_count(self.dhash ^ np.int64(dhash))
+            distance = np.bitwise_count(self.phash ^ _unsigned(phash)) + np.bitwise_count(self.dhash ^ _unsigned(dhash))
             for row in np.flatnonzero(distance <= limit).tolist():
                 if self.kinds[row] == prepared.candidate.kind:
                     asset_id = self.owner_ids[row]
@@ -79,8 +84,8 @@ class NearCopyPolicy:
         """Make an accepted asset matchable by later files of the same run."""
         asset_id = prepared.asset_id
         for _, phash, dhash in prepared.hashes:
-            self.phash = np.append(self.phash, np.int64(phash))
-            self.dhash = np.append(self.dhash, np.int64(dhash))
+            self.phash = np.append(self.phash, _unsigned(phash))
+            self.dhash = np.append(self.dhash, _unsigned(dhash))
             self.owner_ids.append(asset_id)
             self.kinds.append(prepared.candidate.kind)
         self.names[asset_id] = prepared.candidate.name

@@ -34,9 +34,7 @@ def _hashes_of(kind: str, path: Path, settings: Settings) -> list[tuple[float | 
     return [(round(scene.t_start, 3), *image_hashes(scene.frame).pair) for scene in iter_scenes(path, settings.media)]
 
 
-def rehash(
-    settings: Settings | None = None, on_failure: Callable[[str, str], None] | None = None
-) -> RehashSummary:
+def rehash(settings: Settings | None = None, on_failure: Callable[[str, str], None] | None = None) -> RehashSummary:
     """Hash every indexed image and video that has no hashes yet; a file that fails is reported and skipped."""
     settings = settings or get_settings()
     blobs = BlobStore(settings.resolved_data_dir())

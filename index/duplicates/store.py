@@ -17,10 +17,10 @@ from index.ingest.prepared import PreparedAsset
 def add_hashes(session: Session, asset: Asset, prepared: PreparedAsset) -> None:
     """Add the prepared asset's hash rows (and its variant link) to a new asset; the caller commits."""
     for t_start, phash, dhash in prepared.hashes:
-        session.add(PerceptualHash(asset_id=asset.id, t_start=t_start, phash=phash, dhash=dhash))
+        session.add(PerceptualHash(asset=asset, t_start=t_start, phash=phash, dhash=dhash))
     if prepared.variant_of is not None:
         best_id, distance = prepared.variant_of
-        session.add(AssetVariant(asset_id=asset.id, best_id=best_id, distance=distance))
+        session.add(AssetVariant(asset=asset, best_id=best_id, distance=distance))
 
 
 @dataclass
