@@ -21,10 +21,33 @@ def _unsigned(code: int) -> np.uint64:
     return np.uint64(code & 0xFFFF_FFFF_FFFF_FFFF)
 
 
+class _Codes:
+    """Known 128-bit codes as two unsigned columns that grow by doubling (NumPy's bitwise_count needs unsigned)."""
+
+    def __init__(self, phash: np.ndarray, dhash: np.ndarray) -> None:
+        self.size = len(phash)
+        self.columns = np.zeros((2, max(1024, 2 * self.size)), dtype=np.uint64)
+        self.columns[0, : self.size] = phash.astype(np.int64).view(np.uint64)
+        self.columns[1, : self.size] = dhash.astype(np.int64).view(np.uint64)
+
+    def append(self, phash: int, dhash: int) -> None:
+        if self.size == self.columns.shape[1]:
+            self.columns = np.concatenate([self.columns, np.zeros_like(self.columns)], axis=1)
+        self.columns[:, self.size] = (_unsigned(phash), _unsigned(dhash))
+        self.size += 1
+
+    def distances(self, phash: int, dhash: int) -> np.ndarray:
+        known = self.columns[:, : self.size]
+        found: np.ndarray = np.bitwise_count(known[0] ^ _unsigned(phash)) + np.bitwise_count(
+            known[1] ^ _unsigned(dhash)
+        )
+        return found
+
+
 class NearCopyPolicy:
     """Matches each new asset's hashes against the stored ones and those accepted earlier in this run.
 
-    A new code is compared with every known code (vectorised, about 3 ms per million); grouping a whole
+    A new code is compared with every known code (vectorised, a few ms per million); grouping a whole
     library uses the multi-index search instead (index/duplicates/near.py).
     """
 
@@ -38,13 +61,10 @@ class NearCopyPolicy:
         with read_session(settings) as session:
             stored = load_hashes(session)
             self.variants = variant_ids(session)
-            self.names = dict(session.query(Asset.id, Asset.name).filter(Asset.id.in_(stored.asset_ids)).all())
-        self.stored = stored
-        # Unsigned: NumPy's bitwise_count counts the bits of |x| for signed integers.
-        self.phash = stored.phash.astype(np.int64).view(np.uint64)
-        self.dhash = stored.dhash.astype(np.int64).view(np.uint64)
+        self.codes = _Codes(stored.phash, stored.dhash)
         self.owner_ids = [stored.asset_ids[i] for i in stored.owners.tolist()]
         self.kinds = [stored.kinds[i] for i in stored.owners.tolist()]
+        self.names: dict[str, str] = {}  # this run's assets; stored ones are looked up when reported
         # Rank: largest, then oldest (stored assets by creation, then this run's in order), then most tagged.
         by_age = sorted(range(len(stored.asset_ids)), key=lambda i: stored.created[i])
         self.rank_of = {
@@ -56,12 +76,19 @@ class NearCopyPolicy:
         limit = self.settings.duplicates.near_max_distance
         found: dict[str, int] = {}
         for _, phash, dhash in prepared.hashes:
-            distance = np.bitwise_count(self.phash ^ _unsigned(phash)) + np.bitwise_count(self.dhash ^ _unsigned(dhash))
+            distance = self.codes.distances(phash, dhash)
             for row in np.flatnonzero(distance <= limit).tolist():
                 if self.kinds[row] == prepared.candidate.kind:
                     asset_id = self.owner_ids[row]
                     found[asset_id] = min(found.get(asset_id, 129), int(distance[row]))
         return found
+
+    def _name(self, asset_id: str) -> str:
+        if asset_id not in self.names:
+            with read_session(self.settings) as session:
+                asset = session.get(Asset, asset_id)
+                self.names[asset_id] = asset.name if asset is not None else asset_id
+        return self.names[asset_id]
 
     def decide(self, prepared: PreparedAsset) -> Outcome | None:
         """Apply the policy to a prepared asset: return a ``skipped`` outcome, or None to index it (maybe linked)."""
@@ -72,7 +99,7 @@ class NearCopyPolicy:
                 distance = matches.get(best, min(matches.values()))
                 if self.policy == "skip":
                     self._drop_thumbnails(prepared)
-                    name = self.names.get(best, best)
+                    name = self._name(best)
                     reason = f"{NEAR_COPY} {name} (asset {best}, {distance} bits apart)"
                     return Outcome(str(prepared.candidate.path), "skipped", best, reason)
                 if self.policy == "link":
@@ -84,8 +111,7 @@ class NearCopyPolicy:
         """Make an accepted asset matchable by later files of the same run."""
         asset_id = prepared.asset_id
         for _, phash, dhash in prepared.hashes:
-            self.phash = np.append(self.phash, _unsigned(phash))
-            self.dhash = np.append(self.dhash, _unsigned(dhash))
+            self.codes.append(phash, dhash)
             self.owner_ids.append(asset_id)
             self.kinds.append(prepared.candidate.kind)
         self.names[asset_id] = prepared.candidate.name

@@ -113,10 +113,10 @@ def test_link_policy_indexes_a_hidden_variant_of_the_best(settings: Settings, tm
         links = dict(session.execute(select(AssetVariant.asset_id, AssetVariant.best_id)).tuples().all())
     assert links == {web.asset_id: master.asset_id, chat.asset_id: master.asset_id}  # both point at the best
 
-    like = SearchRequest(asset_id=master.asset_id, mode="vector", limit=10)
-    assert [r.asset_id for r in search(like, settings)] == [master.asset_id]
-    like.filters = SearchFilters(include_variants=True)
-    assert {r.asset_id for r in search(like, settings)} == {master.asset_id, web.asset_id, chat.asset_id}
+    query = SearchRequest(image=jpeg_bytes(photo_like(21)), mode="vector", limit=10)
+    assert [r.asset_id for r in search(query, settings)] == [master.asset_id]  # the variants stay hidden
+    query.filters = SearchFilters(include_variants=True)
+    assert {r.asset_id for r in search(query, settings)} == {master.asset_id, web.asset_id, chat.asset_id}
     (group,) = find_groups("near", settings=settings)
     assert [m["variant_of"] for m in group.members] == [None, master.asset_id, master.asset_id]
 
