@@ -78,21 +78,23 @@ def of_asset(
 def keep(
     asset_id: Annotated[str, typer.Argument(help="The copy to keep.")],
     tier: Annotated[str, _TIER] = "near",
-    merge_tags: Annotated[bool, typer.Option("--merge-tags", help="Give the kept copy the others' tags.")] = False,
+    merge_labels: Annotated[
+        bool, typer.Option("--merge-labels", help="Give the kept copy the others' tags and collections.")
+    ] = False,
     trash: Annotated[bool, typer.Option("--trash/--no-trash", help="Send the other copies to the trash.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was done as JSON.")] = False,
 ) -> None:
-    """Keep one copy of its group: the others go to the trash and/or give it their tags."""
+    """Keep one copy of its group: the others go to the trash (see `sensorium assets`) and/or give it their labels."""
     from index.duplicates.service import DuplicateError, act_on_group
 
     try:
-        action = act_on_group(asset_id, trash_others=trash, merge_labels=merge_tags, tier=tier)
+        action = act_on_group(asset_id, trash_others=trash, merge_labels=merge_labels, tier=tier)
     except DuplicateError as exc:
         fail(str(exc))
     if as_json:
         typer.echo(json.dumps(action.to_dict()))
         return
-    typer.echo(f"kept {action.kept}; trashed {len(action.trashed)}; tags added: {', '.join(action.added_tags) or '-'}")
+    typer.echo(f"kept {action.kept}; trashed {len(action.trashed)}; added: {', '.join(action.added_labels) or '-'}")
 
 
 @duplicates_app.command()

@@ -31,6 +31,14 @@ class IngestSettings(BaseModel):
     chunk_size: int = Field(default=256, ge=1, le=100_000)
 
 
+class AssetSettings(BaseModel):
+    """The asset trash, the blob sweep, and how long an ingest's claim on a content lasts."""
+
+    trash_days: float = Field(default=30.0, ge=0)  # assets in the trash this long are purged
+    gc_grace_s: float = Field(default=3600.0, ge=0)  # the sweep spares blob and thumbnail files younger than this
+    claim_lease_s: float = Field(default=900.0, gt=0)  # a claim from another machine older than this is taken over
+
+
 class IndexSettings(BaseModel):
     """Vector index backend choice and search tuning."""
 
@@ -141,6 +149,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     encoder: EncoderSettings = EncoderSettings()
     ingest: IngestSettings = IngestSettings()
+    assets: AssetSettings = AssetSettings()
     index: IndexSettings = IndexSettings()
     media: MediaSettings = MediaSettings()
     whisper: WhisperSettings = WhisperSettings()

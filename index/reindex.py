@@ -80,7 +80,7 @@ def _reembed_asset(settings: Settings, ctx: PrepareContext, blobs: BlobStore, as
         asset = session.get(Asset, asset_id)
         if asset is None:
             return None
-        candidate = Candidate(_source_path(asset, blobs), asset.kind, asset.name, asset.collection, asset.tags)
+        candidate = Candidate(_source_path(asset, blobs), asset.kind, asset.name, tags=asset.tags)
         sha256, size = asset.sha256, asset.bytes
     try:
         prepared = preparer_for(candidate.kind)(candidate, sha256, size, ctx)

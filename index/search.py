@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, defer, lazyload
 
 from core.db.engine import read_session
 from core.db.hash_models import AssetVariant
-from core.db.models import Asset, AssetTag, Segment
+from core.db.models import Asset, AssetCollection, AssetTag, Segment
 from core.settings import Settings, get_settings
 from index.encoders import get_encoder
 from index.fulltext import text_hits
@@ -80,6 +80,8 @@ class SearchResult:
     fused_score: float | None
     segment: SegmentHit
     thumbnail_key: str | None = None
+    collections: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
     def to_dict(self, url_for: Callable[[str, str], str | None] | None = None) -> dict[str, Any]:
         """Return the public result shape; ``url_for(asset_id, 'content'|'thumbnail')`` fills URLs on the API."""
@@ -88,6 +90,8 @@ class SearchResult:
             "name": self.name,
             "uri": self.uri,
             "kind": self.kind,
+            "collections": self.collections,
+            "tags": self.tags,
             "score": self.score,
             "fused_score": self.fused_score,
             "segment": asdict(self.segment),
@@ -183,11 +187,19 @@ def _asset_vector(session: Session, asset_id: str, model_id: str, dim: int) -> t
     return _mean_direction(vectors_from_bytes(list(blobs), dim)), kinds
 
 
+# Searchable assets: indexed and not in the trash.
+_LIVE = (Asset.status == "indexed", Asset.trashed_at.is_(None))
+
+
 def _filtered(statement: _S, filters: SearchFilters) -> _S:
     if filters.kinds:
         statement = statement.where(Asset.kind.in_(filters.kinds))
     if filters.collections:
-        statement = statement.where(Asset.collection.in_(filters.collections))
+        statement = statement.where(
+            select(AssetCollection.asset_id)
+            .where(AssetCollection.asset_id == Asset.id, AssetCollection.collection.in_(filters.collections))
+            .exists()
+        )
     if filters.sources:
         statement = statement.where(Asset.source.in_(filters.sources))
     for tag in filters.tags:
@@ -199,9 +211,10 @@ def _filtered(statement: _S, filters: SearchFilters) -> _S:
     return statement
 
 
-# Results need neither a segment's vector (2 KB each, k x oversample of them per search) nor the asset's tags.
+# Results need no segment's vector (2 KB each, k x oversample of them per search); labels load only for the
+# assets that make it into the results.
 _WITHOUT_VECTOR = defer(Segment.vector)
-_WITHOUT_TAGS = lazyload(Asset.tag_rows)
+_WITHOUT_TAGS = (lazyload(Asset.tag_rows), lazyload(Asset.collection_rows))
 
 
 def _hydrate(
@@ -213,8 +226,8 @@ def _hydrate(
         statement = _filtered(
             select(Segment, Asset)
             .join(Asset, Segment.asset_id == Asset.id)
-            .where(Segment.id.in_(chunk), Segment.kind.in_(segment_kinds), Asset.status == "indexed")
-            .options(_WITHOUT_VECTOR, _WITHOUT_TAGS),
+            .where(Segment.id.in_(chunk), Segment.kind.in_(segment_kinds), *_LIVE)
+            .options(_WITHOUT_VECTOR, *_WITHOUT_TAGS),
             filters,
         )
         for segment, asset in session.execute(statement).all():
@@ -247,6 +260,8 @@ def _result(asset: Asset, segment: Segment, score: float | None) -> SearchResult
         fused_score=None,
         segment=SegmentHit(segment.id, segment.kind, segment.t_start, segment.t_end, segment.text),
         thumbnail_key=segment.thumbnail_key or asset.thumbnail_key,
+        collections=asset.collections,
+        tags=asset.tags,
     )
 
 
@@ -279,7 +294,7 @@ def _text_results(session: Session, text: str, filters: SearchFilters, wanted: i
     if not first_hit:
         return []
     statement = _filtered(
-        select(Asset).where(Asset.id.in_(list(first_hit)), Asset.status == "indexed").options(_WITHOUT_TAGS),
+        select(Asset).where(Asset.id.in_(list(first_hit)), *_LIVE).options(*_WITHOUT_TAGS),
         filters,
     )
     assets: dict[str, Asset] = {asset.id: asset for asset in session.execute(statement).scalars()}

@@ -22,7 +22,7 @@ class DuplicateMember(BaseModel):
     name: str
     uri: str | None
     kind: str
-    collection: str
+    collections: list[str]
     tags: list[str]
     width: int | None
     height: int | None
@@ -58,12 +58,12 @@ class AssetDuplicates(BaseModel):
 
 
 class KeepRequest(RequestModel):
-    """Keep one copy: send the others to the trash and/or give the kept one their tags."""
+    """Keep one copy: send the others to the trash and/or give the kept one their tags and collections."""
 
     keep: str = Field(min_length=1, max_length=64, description="asset id of the copy to keep")
     tier: Tier = "near"
     trash_others: bool = True
-    merge_tags: bool = False
+    merge_labels: bool = Field(default=False, description="give the kept copy the others' tags and collections")
 
 
 class KeepResult(BaseModel):
@@ -71,7 +71,7 @@ class KeepResult(BaseModel):
 
     kept: str
     trashed: list[str]
-    added_tags: list[str]
+    added_labels: list[str] = Field(description="tags, and collections as `collection:NAME`, the kept copy gained")
 
 
 def _problem(exc: Exception) -> ProblemError:
@@ -151,7 +151,7 @@ class DuplicateController(Controller):
             action = act_on_group(
                 data.keep,
                 trash_others=data.trash_others,
-                merge_labels=data.merge_tags,
+                merge_labels=data.merge_labels,
                 tier=data.tier,
                 settings=state.settings,
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -54,7 +54,8 @@ class AssetOut(BaseModel):
     name: str = Field(description="Original file name.")
     kind: str
     source: str
-    collection: str
+    collection: str = Field(description="The first of `collections` (kept for older clients).")
+    collections: list[str]
     tags: list[str]
     mime: str | None
     bytes: int
@@ -68,6 +69,7 @@ class AssetOut(BaseModel):
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    trashed_at: datetime | None = Field(default=None, description="Set while the asset is in the trash.")
     content_url: str
     thumbnail_url: str | None
 
@@ -96,11 +98,6 @@ class SearchHit(BaseModel):
     content_url: str | None
 
 
-def utc(value: datetime) -> datetime:
-    """Return a datetime marked as UTC (SQLite hands stored UTC times back without a zone)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def asset_out(asset: Asset, state: ApiState, base_url: str) -> AssetOut:
     """Return the public view of an asset row, with signed URLs."""
     return AssetOut(
@@ -108,7 +105,8 @@ def asset_out(asset: Asset, state: ApiState, base_url: str) -> AssetOut:
         name=asset.name,
         kind=asset.kind,
         source=asset.source,
-        collection=asset.collection,
+        collection=(asset.collections or ["default"])[0],
+        collections=asset.collections,
         tags=asset.tags,
         mime=asset.mime,
         bytes=asset.bytes,
@@ -120,8 +118,9 @@ def asset_out(asset: Asset, state: ApiState, base_url: str) -> AssetOut:
         sha256=asset.sha256,
         uri=asset.uri or asset.blob_key,
         metadata=dict(asset.meta or {}),
-        created_at=utc(asset.created_at),
-        updated_at=utc(asset.updated_at),
+        created_at=asset.created_at,
+        updated_at=asset.updated_at,
+        trashed_at=asset.trashed_at,
         content_url=state.asset_url(base_url, asset.id, "content"),
         thumbnail_url=state.asset_url(base_url, asset.id, "thumbnail") if asset.thumbnail_key else None,
     )

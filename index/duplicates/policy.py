@@ -11,6 +11,7 @@ from core.db.engine import read_session
 from core.db.models import Asset
 from core.settings import Settings
 from index.duplicates.store import load_hashes, variant_ids
+from index.ingest.claims import forget_claim
 from index.ingest.prepared import Outcome, PreparedAsset
 
 POLICIES = ("index", "skip", "link")
@@ -99,6 +100,8 @@ class NearCopyPolicy:
                 distance = matches.get(best, min(matches.values()))
                 if self.policy == "skip":
                     self._drop_thumbnails(prepared)
+                    if prepared.asset_id is not None:  # the content was claimed before decoding: let it go
+                        forget_claim(self.settings, prepared.asset_id)
                     name = self._name(best)
                     reason = f"{NEAR_COPY} {name} (asset {best}, {distance} bits apart)"
                     return Outcome(str(prepared.candidate.path), "skipped", best, reason)
@@ -110,6 +113,8 @@ class NearCopyPolicy:
     def _remember(self, prepared: PreparedAsset) -> None:
         """Make an accepted asset matchable by later files of the same run."""
         asset_id = prepared.asset_id
+        if asset_id is None:
+            return
         for _, phash, dhash in prepared.hashes:
             self.codes.append(phash, dhash)
             self.owner_ids.append(asset_id)

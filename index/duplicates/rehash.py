@@ -14,6 +14,7 @@ from core.db.hash_models import PerceptualHash
 from core.db.models import Asset
 from core.settings import Settings, get_settings
 from index.duplicates.phash import image_hashes
+from index.duplicates.store import LIVE
 from index.ingest.images import open_image
 
 
@@ -39,18 +40,18 @@ def rehash(settings: Settings | None = None, on_failure: Callable[[str, str], No
     settings = settings or get_settings()
     blobs = BlobStore(settings.resolved_data_dir())
     with read_session(settings) as session:
-        todo = list(
-            session.execute(
-                select(Asset.id, Asset.kind, Asset.uri, Asset.blob_key).where(
-                    Asset.status == "indexed",
+        todo = [
+            (asset.id, asset.kind, Path(asset.uri) if asset.uri else blobs.path(asset.blob_key or ""))
+            for asset in session.execute(
+                select(Asset).where(
+                    *LIVE,
                     Asset.kind.in_(["image", "video"]),
                     ~select(PerceptualHash.id).where(PerceptualHash.asset_id == Asset.id).exists(),
                 )
-            ).all()
-        )
+            ).scalars()
+        ]
     summary = RehashSummary()
-    for asset_id, kind, uri, blob_key in todo:
-        path = Path(uri) if uri else blobs.path(blob_key or "")
+    for asset_id, kind, path in todo:
         try:
             hashes = _hashes_of(kind, path, settings)
         except (ValueError, OSError) as exc:

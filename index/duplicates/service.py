@@ -7,17 +7,16 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.db.engine import read_session, write_session
 from core.db.hash_models import AssetVariant
-from core.db.models import Asset, AssetTag, Segment, TextEntry
+from core.db.models import Asset, Segment
 from core.settings import Settings, get_settings
 from index.duplicates.groups import Group, hash_neighbours, leader_groups
-from index.duplicates.removal import trash_assets
-from index.duplicates.store import load_hashes, variant_ids
-from index.fulltext import asset_body
+from index.duplicates.store import LIVE, in_collection, load_hashes, variant_ids
+from index.services.assets import relabel, trash_assets
 
 TIERS = ("exact", "near", "similar")
 
@@ -58,7 +57,7 @@ def _describe(asset: Asset, distance: float | None, best: Asset | None, variant_
         "name": asset.name,
         "uri": asset.uri or asset.blob_key,
         "kind": asset.kind,
-        "collection": asset.collection,
+        "collections": asset.collections,
         "tags": asset.tags,
         "width": asset.width,
         "height": asset.height,
@@ -86,15 +85,24 @@ def _rank(asset: Asset) -> tuple[int, datetime, int, str]:
     return -((asset.width or 0) * (asset.height or 0)), _naive(asset.created_at), -len(asset.tag_rows), asset.id
 
 
-def _exact_groups(session: Session, collection: str | None) -> list[list[tuple[str, float]]]:
-    """Return same-sha256 groups (across collections: the instance keeps one asset per content and collection)."""
-    statement = select(Asset.id, Asset.sha256).where(Asset.status == "indexed")
+def _exact_groups(session: Session, collection: str | None) -> list[DuplicateGroup]:
+    """Return one group per content found at several places: its locations, oldest first (sha256 is unique)."""
+    from core.db.models import AssetLocation
+
+    several = select(AssetLocation.asset_id).group_by(AssetLocation.asset_id).having(func.count() > 1)
+    statement = select(Asset).where(*LIVE, Asset.id.in_(several))
     if collection is not None:
-        statement = statement.where(Asset.collection == collection)
-    by_sha: dict[str, list[str]] = {}
-    for asset_id, sha256 in session.execute(statement):
-        by_sha.setdefault(sha256, []).append(asset_id)
-    return [[(asset_id, 0.0) for asset_id in ids] for ids in by_sha.values() if len(ids) > 1]
+        statement = statement.where(in_collection(collection))
+    groups = []
+    for asset in session.execute(statement).scalars():
+        group = DuplicateGroup("exact")
+        for number, location in enumerate(asset.locations):
+            member = _describe(asset, None if number == 0 else 0.0, None, None)
+            member["uri"] = location.path or location.blob_key
+            member["created_at"] = location.created_at.isoformat()
+            group.members.append(member)
+        groups.append(group)
+    return groups
 
 
 def _near_groups(session: Session, collection: str | None, settings: Settings) -> list[list[tuple[str, float]]]:
@@ -122,10 +130,10 @@ def _similar_groups(session: Session, collection: str | None, settings: Settings
     statement = (
         select(Segment.asset_id, Segment.vector, Asset.kind)
         .join(Asset, Asset.id == Segment.asset_id)
-        .where(Segment.kind.in_(["image", "frame"]), Asset.status == "indexed")
+        .where(Segment.kind.in_(["image", "frame"]), *LIVE)
     )
     if collection is not None:
-        statement = statement.where(Asset.collection == collection)
+        statement = statement.where(in_collection(collection))
     rows = session.execute(statement).all()
     if len(rows) < 2:
         return []
@@ -178,8 +186,8 @@ def find_groups(
         raise DuplicateError(f"unknown tier {tier!r}: use {', '.join(TIERS)}")
     with read_session(settings) as session:
         if tier == "exact":
-            raw = _exact_groups(session, collection)
-        elif tier == "near":
+            return _exact_groups(session, collection)
+        if tier == "near":
             raw = _near_groups(session, collection, settings)
         else:
             raw = _similar_groups(session, collection, settings)
@@ -201,11 +209,11 @@ class GroupAction:
 
     kept: str
     trashed: list[str]
-    added_tags: list[str]
+    added_labels: list[str]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape shared by the CLI and REST."""
-        return {"kept": self.kept, "trashed": self.trashed, "added_tags": self.added_tags}
+        return {"kept": self.kept, "trashed": self.trashed, "added_labels": self.added_labels}
 
 
 def act_on_group(
@@ -215,20 +223,22 @@ def act_on_group(
     settings = settings or get_settings()
     if not (trash_others or merge_labels):
         raise DuplicateError("nothing to do: trash the others, merge their labels, or both")
+    if tier == "exact":
+        raise DuplicateError("exact copies are one asset at several locations: there is no other asset to act on")
     group = group_of(keep_id, tier, settings)
     if group is None:
         raise DuplicateError(f"asset {keep_id} has no {tier} duplicates")
     others = [m["id"] for m in group.members if m["id"] != keep_id]
     added = _merge_into(keep_id, others, merge_labels, settings)
     if trash_others:
-        trash_assets(others, settings)
+        trash_assets(settings, others)  # the assets service's trash: purge and gc later take their files
     return GroupAction(keep_id, others if trash_others else [], added)
 
 
 def _merge_into(keep_id: str, others: list[str], merge_labels: bool, settings: Settings) -> list[str]:
-    """Point the others' variants at the kept asset and, if asked, give it their tags; return the tags added.
+    """Point the others' variants at the kept asset and, if asked, give it their tags and collections.
 
-    Collections merge once an asset can belong to several (issue #14); today each asset has one.
+    Return the tags and collections (as ``collection:NAME``) it gained.
     """
     with write_session(settings) as session:
         session.execute(update(AssetVariant).where(AssetVariant.best_id.in_(others)).values(best_id=keep_id))
@@ -237,15 +247,11 @@ def _merge_into(keep_id: str, others: list[str], merge_labels: bool, settings: S
             return []
         kept = session.get(Asset, keep_id)
         assert kept is not None  # group_of checked it
-        wanted: set[str] = set()
+        tags: set[str] = set()
+        collections: set[str] = set()
         for other in session.execute(select(Asset).where(Asset.id.in_(others))).scalars():
-            wanted.update(other.tags)
-        added = sorted(wanted - set(kept.tags))
-        kept.tag_rows.extend(AssetTag(tag=tag) for tag in added)
-        session.flush()
-        session.execute(  # full-text search matches tags too
-            update(TextEntry)
-            .where(TextEntry.asset_id == keep_id, TextEntry.segment_id.is_(None))
-            .values(body=asset_body(kept.name, kept.tags))
-        )
-        return added
+            tags.update(other.tags)
+            collections.update(other.collections)
+        new_tags, new_collections = sorted(tags - set(kept.tags)), sorted(collections - set(kept.collections))
+    relabel(settings, [keep_id], add_tags=new_tags, add_collections=new_collections)
+    return [*new_tags, *(f"collection:{name}" for name in new_collections)]

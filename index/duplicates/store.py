@@ -6,12 +6,24 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from core.db.hash_models import AssetVariant, PerceptualHash
-from core.db.models import Asset, AssetTag
+from core.db.models import Asset, AssetCollection, AssetTag
 from index.ingest.prepared import PreparedAsset
+
+# Assets that take part in duplicate groups: indexed and not in the trash.
+LIVE = (Asset.status == "indexed", Asset.trashed_at.is_(None))
+
+
+def in_collection(collection: str) -> ColumnElement[bool]:
+    """Return a condition: the asset belongs to this collection."""
+    return (
+        select(AssetCollection.asset_id)
+        .where(AssetCollection.asset_id == Asset.id, AssetCollection.collection == collection)
+        .exists()
+    )
 
 
 def add_hashes(session: Session, asset: Asset, prepared: PreparedAsset) -> None:
@@ -47,10 +59,10 @@ def load_hashes(session: Session, collection: str | None = None) -> StoredHashes
     assets = (
         select(Asset.id, Asset.kind, Asset.width, Asset.height, Asset.created_at, func.coalesce(tags.c.n, 0))
         .outerjoin(tags, tags.c.asset_id == Asset.id)
-        .where(Asset.status == "indexed")
+        .where(*LIVE)
     )
     if collection is not None:
-        assets = assets.where(Asset.collection == collection)
+        assets = assets.where(in_collection(collection))
     rows = session.execute(assets.where(Asset.id.in_(select(PerceptualHash.asset_id)))).all()
     index = {row[0]: i for i, row in enumerate(rows)}
     hashes = session.execute(select(PerceptualHash.asset_id, PerceptualHash.phash, PerceptualHash.dhash)).all()

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from core.db.models import new_uuid
 from index.ingest.discover import Candidate
 
 
@@ -39,9 +38,9 @@ class PreparedAsset:
     meta: dict[str, Any] = field(default_factory=dict)
     segments: list[PreparedSegment] = field(default_factory=list)
     media_seconds: float = 0.0
+    asset_id: str | None = None  # the pending asset this ingest claimed for the content
     # Perceptual hashes (t_start or None, pHash, dHash) of the image or of each scene frame; near-duplicates use them.
     hashes: list[tuple[float | None, int, int]] = field(default_factory=list)
-    asset_id: str = field(default_factory=new_uuid)  # known before writing, so a later copy can link to it
     variant_of: tuple[str, int] | None = None  # (best asset id, distance) when ingested as a near copy's variant
 
 
@@ -64,3 +63,4 @@ class Failure:
     reason: str
     sha256: str | None = None
     size: int = 0
+    asset_id: str | None = None  # the claimed asset, marked failed with the reason

@@ -46,7 +46,7 @@ def test_groups_asset_group_and_keep_one(api_server: ApiServer) -> None:
 
         lonely = admin.post("/v1/duplicates/keep", json={"keep": ids["other.jpg"]})
         assert lonely.status_code == 422 and "no near duplicates" in lonely.json()["detail"]
-        kept = admin.post("/v1/duplicates/keep", json={"keep": ids["master.jpg"], "merge_tags": True})
+        kept = admin.post("/v1/duplicates/keep", json={"keep": ids["master.jpg"], "merge_labels": True})
         assert kept.status_code == 200, kept.text
         assert sorted(kept.json()["trashed"]) == sorted([ids["web.jpg"], ids["chat.jpg"]])
         assert admin.get(f"/v1/assets/{ids['web.jpg']}").status_code == 404

@@ -19,6 +19,7 @@ from index.ingest.prepared import Outcome
 from index.ingest.store import store_bytes
 from index.search import SearchFilters, SearchRequest, search
 from index.service import get_live_index
+from index.services.storage import purge_trash
 from tests.integration.test_cli import run_cli
 from tests.near_copies import jpeg_bytes, photo_like, recompressed, resized_half
 
@@ -60,7 +61,7 @@ def test_skip_policy_leaves_the_recompressed_copy_out_and_names_it(settings: Set
 def test_keep_one_after_purge_leaves_one_asset_and_no_orphans(settings: Settings) -> None:
     original = photo_like(7)
     kept = store_bytes(jpeg_bytes(original), name="master.jpg", tags=["trip"], settings=settings)
-    web = store_bytes(resized_half(original), name="web.jpg", tags=["export"], settings=settings)
+    web = store_bytes(resized_half(original), name="web.jpg", tags=["export"], collection="web", settings=settings)
     chat = store_bytes(recompressed(original), name="chat.jpg", tags=["chat"], settings=settings)
     other = store_bytes(jpeg_bytes(photo_like(8)), name="other.jpg", settings=settings)
     assert all(o.status == "indexed" for o in (kept, web, chat, other))
@@ -74,14 +75,19 @@ def test_keep_one_after_purge_leaves_one_asset_and_no_orphans(settings: Settings
 
     action = act_on_group(kept.asset_id or "", trash_others=True, merge_labels=True, settings=settings)
     assert set(action.trashed) == {web.asset_id, chat.asset_id}
-    assert action.added_tags == ["chat", "export"]
+    assert action.added_labels == ["chat", "export", "collection:web"]
+    assert find_groups("near", settings=settings) == []  # trashed copies leave the groups at once
 
+    no_grace = settings.model_copy(update={"assets": settings.assets.model_copy(update={"gc_grace_s": 0})})
+    purged = purge_trash(no_grace, older_than_days=0)
+    assert purged.assets == 2
     with read_session(settings) as session:
         assets = {a.name: a for a in session.execute(select(Asset)).scalars()}
         segments = session.execute(select(Segment.asset_id)).scalars().all()
         hashes = session.execute(select(PerceptualHash.asset_id)).scalars().all()
         assert set(assets) == {"master.jpg", "other.jpg"}
         assert assets["master.jpg"].tags == ["chat", "export", "trip"]
+        assert assets["master.jpg"].collections == ["default", "web"]
         keys = {a.blob_key for a in assets.values()} | {a.thumbnail_key for a in assets.values()}
     assert sorted(segments) == sorted(hashes) == sorted([kept.asset_id or "", other.asset_id or ""])
     data = settings.resolved_data_dir()
@@ -93,7 +99,6 @@ def test_keep_one_after_purge_leaves_one_asset_and_no_orphans(settings: Settings
     with read_session(settings) as session:
         index.catch_up(session)
     assert len(index) == 2  # the trashed copies' vectors left the index
-    assert find_groups("near", settings=settings) == []
 
 
 def _ingest(settings: Settings, folder: Path, policy: str) -> list[Outcome]:
