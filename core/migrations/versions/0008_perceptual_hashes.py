@@ -1,7 +1,7 @@
 """perceptual hashes of images and scene frames, and variant links for near-duplicate copies
 
 Revision ID: 0008_perceptual_hashes
-Revises: 0003
+Revises: 0007_assets_locations
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_perceptual_hashes"
-down_revision = "0003"
+down_revision = "0007_assets_locations"  # was "0003"; chained after the merged h-assets migration
 branch_labels = None
 depends_on = None
 
