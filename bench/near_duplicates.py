@@ -12,7 +12,10 @@ Scale (--scale, default 100,000 and 1,000,000 codes): random 128-bit codes of wh
 with 4 to 26 bits flipped; the time to find all near groups (pair search plus grouping), and the recall of the
 planted pairs by distance. The 1,000,000 run must take at most 15x the 100,000 run.
 
-Run: PYTHONPATH=. python bench/near_duplicates.py [--originals 1000] [--scale 100000 1000000]
+Stored (--stored 100000 1000000): the same codes written to SQLite as indexed image assets with their hash rows;
+the time the near tier takes to read them, search and group (what `sensorium duplicates` does before it renders).
+
+Run: PYTHONPATH=. python bench/near_duplicates.py [--originals 1000] [--scale 100000 1000000] [--stored ...]
 """
 
 from __future__ import annotations
@@ -21,19 +24,22 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.settings import DuplicateSettings
+from core.settings import DuplicateSettings, Settings
 from index.duplicates.groups import hash_neighbours, leader_groups
 from index.duplicates.phash import hamming, image_hashes
 from index.ingest.images import open_image
 from tests.near_copies import TRANSFORMS, jpeg_bytes, photo_like
 
 _MAX_PIXELS = 64_000_000
+_INSERT_CHUNK = 10_000
 
 
 def _decoded(data: bytes) -> Any:
@@ -159,11 +165,67 @@ def scale(count: int, settings: DuplicateSettings) -> dict[str, Any]:
     }
 
 
+def _store(settings: Settings, phash: np.ndarray, dhash: np.ndarray) -> None:
+    """Write one indexed image asset per code, with its hash row, straight into the database."""
+    from sqlalchemy import insert
+
+    from core.db.engine import write_session
+    from core.db.hash_models import PerceptualHash
+    from core.db.models import Asset, utcnow
+
+    now = utcnow()
+    for start in range(0, len(phash), _INSERT_CHUNK):
+        rows = range(start, min(start + _INSERT_CHUNK, len(phash)))
+        with write_session(settings) as session:
+            session.execute(
+                insert(Asset),
+                [
+                    {
+                        "id": f"{i:032x}",
+                        "sha256": f"{i:064x}",
+                        "kind": "image",
+                        "name": f"{i}.jpg",
+                        "bytes": 1000,
+                        "width": 640,
+                        "height": 480,
+                        "meta": {},
+                        "status": "indexed",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in rows
+                ],
+            )
+            session.execute(
+                insert(PerceptualHash),
+                [{"asset_id": f"{i:032x}", "phash": int(phash[i]), "dhash": int(dhash[i])} for i in rows],
+            )
+
+
+def stored(count: int) -> dict[str, Any]:
+    """Time finding all near groups among ``count`` hashes stored in SQLite (read, search, group; not rendered)."""
+    from core.db.engine import dispose_engines, read_session
+    from index.duplicates.service import near_group_ids
+
+    rng = np.random.default_rng(count)
+    phash, dhash, _, _ = planted_codes(count, rng)
+    with tempfile.TemporaryDirectory(prefix="sensorium-dups-") as folder:
+        settings = Settings(data_dir=Path(folder))
+        _store(settings, phash, dhash)
+        started = time.perf_counter()
+        with read_session(settings) as session:
+            groups = near_group_ids(session, None, settings)
+        elapsed = time.perf_counter() - started
+        dispose_engines()
+    return {"stored_hashes": count, "seconds": round(elapsed, 3), "groups": len(groups)}
+
+
 def main() -> None:
     """Run the benchmark and print its JSON report."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--originals", type=int, default=1000)
     parser.add_argument("--scale", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--stored", type=int, nargs="*", default=[], help="also time groups from SQLite at these sizes")
     args = parser.parse_args()
     settings = DuplicateSettings()
     report: dict[str, Any] = {
@@ -178,6 +240,11 @@ def main() -> None:
         report["scale"] = runs
         if len(runs) == 2:
             report["scale_ratio"] = round(runs[1]["seconds"] / runs[0]["seconds"], 2)
+    from_db = [stored(count) for count in args.stored]
+    if from_db:
+        report["stored"] = from_db
+        if len(from_db) == 2:
+            report["stored_ratio"] = round(from_db[1]["seconds"] / from_db[0]["seconds"], 2)
     report["machine"]["load_avg_after"] = os.getloadavg()
     print(json.dumps(report, indent=2))
 

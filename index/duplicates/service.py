@@ -105,7 +105,8 @@ def _exact_groups(session: Session, collection: str | None) -> list[DuplicateGro
     return groups
 
 
-def _near_groups(session: Session, collection: str | None, settings: Settings) -> list[list[tuple[str, float]]]:
+def near_group_ids(session: Session, collection: str | None, settings: Settings) -> list[list[tuple[str, float]]]:
+    """Return the near groups as (asset id, distance to the best) lists, best first: found, not yet described."""
     stored = load_hashes(session, collection)
     neighbours = hash_neighbours(
         stored.owners, stored.phash, stored.dhash, settings.duplicates.near_max_distance, settings.duplicates.tables
@@ -188,7 +189,7 @@ def find_groups(
         if tier == "exact":
             return _exact_groups(session, collection)
         if tier == "near":
-            raw = _near_groups(session, collection, settings)
+            raw = near_group_ids(session, collection, settings)
         else:
             raw = _similar_groups(session, collection, settings)
         return _hydrated(session, tier, raw)
