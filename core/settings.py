@@ -187,6 +187,18 @@ class AgentSettings(BaseModel):
     planner_timeout_s: float = Field(default=10.0, gt=0)
 
 
+class DuplicateSettings(BaseModel):
+    """Near-duplicate tiers and their thresholds (exact: sha256; near: perceptual hashes; similar: vectors)."""
+
+    # Bits of the 128-bit pHash + dHash code two copies may differ by (measured in bench/near_duplicates.py).
+    near_max_distance: int = Field(default=26, ge=0, le=64)
+    similar_min_cosine: float = Field(default=0.95, ge=-1, le=1)
+    # Hash tables of the multi-index search: more tables find more pairs far apart, in more time.
+    tables: int = Field(default=64, ge=1, le=1024)
+    # Ingest: index (record the group), skip (leave near copies out) or link (index as a hidden variant).
+    ingest_policy: Literal["index", "skip", "link"] = "index"
+
+
 class Settings(BaseSettings):
     """Every Sensorium setting; defaults give the embedded mode (SQLite, FAISS file, in-process jobs)."""
 
@@ -213,6 +225,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     generators: GeneratorSettings = GeneratorSettings()
     agent: AgentSettings = AgentSettings()
+    duplicates: DuplicateSettings = DuplicateSettings()
 
     @model_validator(mode="after")
     def _export_dir_in_data_dir(self) -> Settings:

@@ -12,6 +12,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, defer, lazyload
 
 from core.db.engine import read_session
+from core.db.hash_models import AssetVariant
 from core.db.models import Asset, AssetCollection, AssetTag, Segment
 from core.settings import Settings, get_settings
 from index.encoders import get_encoder
@@ -39,6 +40,7 @@ class SearchFilters:
     collections: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    include_variants: bool = False  # near copies ingested with --near-duplicates link are hidden unless asked for
 
 
 @dataclass
@@ -224,6 +226,8 @@ def _filtered(statement: _S, filters: SearchFilters) -> _S:
         statement = statement.where(
             select(AssetTag.asset_id).where(AssetTag.asset_id == Asset.id, AssetTag.tag == tag).exists()
         )
+    if not filters.include_variants:
+        statement = statement.where(~select(AssetVariant.asset_id).where(AssetVariant.asset_id == Asset.id).exists())
     return statement
 
 

@@ -18,6 +18,7 @@ from api.rest.agent import AgentController
 from api.rest.assets import AssetController
 from api.rest.auth import api_guard
 from api.rest.docs import OfflineSwaggerPlugin
+from api.rest.duplicates import DuplicateController
 from api.rest.generate import GenerateController
 from api.rest.health import healthz, readyz, warm_up
 from api.rest.ingest import IngestController
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             GenerateController,
             KeyController,
             AgentController,
+            DuplicateController,
         ],
         guards=[api_guard],
         security=[{BEARER: []}],

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from core.settings import Settings
+from index.duplicates.phash import image_hashes
 from index.ingest.discover import Candidate
 from index.ingest.images import encoder_ready, thumbnail_jpeg
 from index.ingest.prepared import PrepareContext, PreparedAsset, PreparedSegment
@@ -152,6 +153,7 @@ def prepare_video(candidate: Candidate, sha256: str, size: int, ctx: PrepareCont
             meta={"frame_time": round(scene.frame_time, 3)},  # where the OCR pass finds the scene's picture
         )
         embedder.add(segment, scene.frame)
+        prepared.hashes.append((segment.t_start, *image_hashes(scene.frame).pair))
     transcripts = _audio_segments(prepared, ctx, embedder) if info.has_audio else []
     embedder.flush()
     prepared.segments = embedder.done + transcripts

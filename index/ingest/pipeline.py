@@ -23,6 +23,7 @@ from core.blobs import BlobStore, sha256_and_stat
 from core.db.engine import write_session
 from core.metrics import count_ingested
 from core.settings import Settings, get_settings
+from index.duplicates.policy import NearCopyPolicy
 from index.encoders import Encoder, get_encoder
 from index.ingest.claims import Sighting, claim
 from index.ingest.discover import Candidate, Rejected
@@ -205,10 +206,13 @@ class _Writer:
 class _Batcher:
     """Collects prepared assets until the encoder has a full batch, then embeds them and hands them on."""
 
-    def __init__(self, settings: Settings, encoder: Encoder, writer: _Writer) -> None:
+    def __init__(
+        self, settings: Settings, encoder: Encoder, writer: _Writer, near_copies: NearCopyPolicy | None = None
+    ) -> None:
         self.settings = settings
         self.encoder = encoder
         self.writer = writer
+        self.near_copies = near_copies
         self.batch = _Batch()
         self.pending_images = 0
 
@@ -225,6 +229,10 @@ class _Batcher:
             self.batch.failures.append(item)
             self.batch.notes.append(Outcome(str(item.candidate.path), "failed", reason=item.reason))
         else:
+            if self.near_copies is not None and (skipped := self.near_copies.decide(item)) is not None:
+                self.batch.notes.append(skipped)
+                self._flush_if_full()
+                return
             self.batch.assets.append(item)
             self.pending_images += sum(1 for s in item.segments if s.pixels is not None)
         self._flush_if_full()
@@ -249,17 +257,21 @@ def ingest(
     encoder: Encoder | None = None,
     on_progress: ProgressCallback | None = None,
     keep_outcomes: bool = True,
+    near_duplicates: str | None = None,
 ) -> IngestSummary:
     """Ingest candidates (refusals are reported as failures); return the summary. Re-running is a no-op.
 
     ``on_progress`` is called once per input, in order, from the pipeline's writer thread. An interrupted run
     (Ctrl-C, a kill) loses at most the batches not yet committed; running it again finishes the rest.
+    ``near_duplicates`` (default: the setting) is index, skip or link (index/duplicates/policy.py).
     """
     settings = settings or get_settings()
     encoder = encoder or get_encoder(settings.encoder)
     with write_session(settings) as session:
         claim_model(session, encoder.model_id)  # refuse a model mismatch before decoding anything
     ctx = PrepareContext(settings, encoder, BlobStore(settings.resolved_data_dir()))
+    policy = near_duplicates or settings.duplicates.ingest_policy
+    near_copies = NearCopyPolicy(policy, settings, ctx.blobs) if policy != "index" else None
     summary = IngestSummary(keep_outcomes=keep_outcomes)
     started = time.perf_counter()
     # Decoded files waiting for the encoder: the next batch is decoded while this one is embedded. (Measured on
@@ -270,7 +282,7 @@ def ingest(
         _Writer(settings, encoder.model_id, summary, on_progress) as writer,
         ThreadPoolExecutor(settings.ingest.workers, thread_name_prefix="ingest-decode") as pool,
     ):
-        batcher = _Batcher(settings, encoder, writer)
+        batcher = _Batcher(settings, encoder, writer, near_copies)
         try:
             for item in items:
                 if isinstance(item, Rejected):

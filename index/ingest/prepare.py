@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 
+from index.duplicates.phash import image_hashes
 from index.ingest.discover import Candidate
 from index.ingest.images import encoder_ready, open_image, thumbnail_jpeg
 from index.ingest.prepared import PrepareContext, PreparedAsset, PreparedSegment, Preparer
@@ -31,6 +32,7 @@ def prepare_image(candidate: Candidate, sha256: str, size: int, ctx: PrepareCont
         height=height,
         thumbnail_key=thumbnail_key,
         segments=[segment],
+        hashes=[(None, *image_hashes(image).pair)],
     )
 
 

@@ -46,6 +46,9 @@ class PreparedAsset:
     segments: list[PreparedSegment] = field(default_factory=list)
     media_seconds: float = 0.0
     asset_id: str | None = None  # the pending asset this ingest claimed for the content
+    # Perceptual hashes (t_start or None, pHash, dHash) of the image or of each scene frame; near-duplicates use them.
+    hashes: list[tuple[float | None, int, int]] = field(default_factory=list)
+    variant_of: tuple[str, int] | None = None  # (best asset id, distance) when ingested as a near copy's variant
 
 
 @dataclass

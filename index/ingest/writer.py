@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from core.db.engine import lock_change_log, write_session
 from core.db.models import Asset, ChangeLog, Segment, TextEntry
 from core.settings import Settings
+from index.duplicates.store import add_hashes
 from index.fulltext import TEXT_SEGMENT_KINDS, entries_for
 from index.ingest.prepared import Failure, Outcome, PreparedAsset
 from index.library import claim_model
@@ -77,6 +78,7 @@ def _write(session: Session, batch: list[PreparedAsset], failures: list[Failure]
             outcomes.append(Outcome(path, "skipped", asset.id if asset else None, "indexed by another ingest"))
             continue
         _fill(asset, prepared)
+        add_hashes(session, asset, prepared)
         segments = segment_rows(prepared, model_id)
         asset.segments = segments
         written.append((asset, segments))

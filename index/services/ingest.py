@@ -16,9 +16,12 @@ def ingest_and_snapshot(
     on_progress: ProgressCallback | None = None,
     on_rebuild: Callable[[int], None] | None = None,
     keep_outcomes: bool = False,
+    near_duplicates: str | None = None,
 ) -> IngestSummary:
-    """Ingest ``items``; then wait for a pending index rebuild (``on_rebuild(vectors)`` says so) and save it."""
-    summary = ingest(items, settings, on_progress=on_progress, keep_outcomes=keep_outcomes)
+    """Ingest ``items`` (``near_duplicates``: the near-copy policy, default from settings); then wait for a pending index rebuild (``on_rebuild(vectors)`` says so) and save it."""
+    summary = ingest(
+        items, settings, on_progress=on_progress, keep_outcomes=keep_outcomes, near_duplicates=near_duplicates
+    )
     index = get_live_index(settings)
     if index.rebuilding:
         if on_rebuild is not None:
