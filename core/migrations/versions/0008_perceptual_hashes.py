@@ -1,7 +1,7 @@
 """perceptual hashes of images and scene frames, and variant links for near-duplicate copies
 
 Revision ID: 0008_perceptual_hashes
-Revises: 0007_assets_locations
+Revises: 0006_media_understanding
 """
 
 from __future__ import annotations
