@@ -330,7 +330,7 @@ def _search_embedded(
         audio=query["audio"],
         asset_id=query["asset_id"],
         mode=mode,
-        filters=SearchFilters(**filters),
+        filters=SearchFilters(kinds=filters["kinds"], collections=filters["collections"], tags=filters["tags"]),
         min_score=min_score,
         limit=min(k + 1, 1000),  # one more than shown tells whether another page exists
         offset=offset,

@@ -20,6 +20,7 @@ from core.db.engine import read_session, write_session
 from core.db.models import AssetLocation
 from core.settings import Settings
 from index.ingest.claims import stat_fields
+from index.moments import MomentNotFound, moment_thumbnail_key
 from index.resolve import resolve_asset
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,26 @@ def open_thumbnail(settings: Settings, asset_id: str) -> OpenContent:
         if asset is None or asset.trashed_at is not None:
             raise AssetMissing(f"no asset with id {asset_id!r}")
         key, name = asset.thumbnail_key, f"{Path(asset.name).stem}.jpg"
+    return _open_jpeg(settings, key, name, "this asset has no thumbnail")
+
+
+def open_moment_thumbnail(settings: Settings, asset_id: str, segment_id: int) -> OpenContent:
+    """Open the picture of one segment of an asset (its scene's frame, else the asset's thumbnail)."""
+    with read_session(settings) as session:
+        asset = resolve_asset(session, asset_id)
+        if asset is None or asset.trashed_at is not None:
+            raise AssetMissing(f"no asset with id {asset_id!r}")
+        try:
+            key = moment_thumbnail_key(session, asset.id, segment_id)
+        except MomentNotFound as exc:
+            raise AssetMissing(str(exc)) from None
+    name = f"{Path(key).stem}.jpg" if key else "moment.jpg"
+    return _open_jpeg(settings, key, name, "this moment has no thumbnail")
+
+
+def _open_jpeg(settings: Settings, key: str | None, name: str, none_message: str) -> OpenContent:
     if not key:
-        raise ContentUnavailable("this asset has no thumbnail")
+        raise ContentUnavailable(none_message)
     try:
         fd = open_no_follow(BlobStore(settings.resolved_data_dir()).path(key))
     except (OSError, ValueError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import mimetypes
 import shutil
 import uuid
 from datetime import datetime
@@ -19,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from api.rest.auth import principal
 from api.rest.bodies import UploadedFile, form_model, read_multipart
-from api.rest.content import file_response
+from api.rest.content import content_problem_slug, stream_content
 from api.rest.jobs import IDEMPOTENCY_HEADER, JobOut, job_out, submit_job
 from api.rest.openapi import form_schema, operation
 from api.rest.problems import ProblemError, problem_responses
@@ -29,7 +28,6 @@ from api.rest.state import ApiState
 if TYPE_CHECKING:
     from core.db.models import Asset
     from core.settings import Settings
-    from index.content import OpenContent
 
 MULTIPART = "multipart/form-data"
 MAX_UPLOAD_FILES = 16
@@ -104,19 +102,6 @@ def _load(asset_id: str, settings: Settings) -> Asset:
         return get_asset(settings, asset_id, include_trashed=False)
     except AssetNotFound as exc:
         raise ProblemError("not-found", str(exc)) from None
-
-
-def _slug(exc: Exception) -> str:
-    from index.content import AssetMissing
-
-    return "not-found" if isinstance(exc, AssetMissing) else "content-unavailable"
-
-
-def _stream(opened: OpenContent, range_header: str | None, etag: str | None) -> Stream:
-    media_type = opened.mime or mimetypes.guess_type(opened.name)[0] or "application/octet-stream"
-    return file_response(
-        opened.handle, opened.size, media_type, filename=opened.name, range_header=range_header, etag=etag
-    )
 
 
 def _encode_cursor(asset: Asset) -> str:
@@ -219,8 +204,8 @@ class AssetController(Controller):
         try:
             opened = open_content(state.settings, asset_id)
         except ContentUnavailable as exc:
-            raise ProblemError(_slug(exc), str(exc)) from None
-        return _stream(opened, range_header, opened.sha256)
+            raise ProblemError(content_problem_slug(exc), str(exc)) from None
+        return stream_content(opened, range_header, opened.sha256)
 
     @get(
         "/{asset_id:str}/thumbnail",
@@ -246,8 +231,8 @@ class AssetController(Controller):
         try:
             opened = open_thumbnail(state.settings, asset_id)
         except ContentUnavailable as exc:
-            raise ProblemError(_slug(exc), str(exc)) from None
-        return _stream(opened, range_header, None)
+            raise ProblemError(content_problem_slug(exc), str(exc)) from None
+        return stream_content(opened, range_header, None)
 
     @patch(
         "/{asset_id:str}",

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import mimetypes
 import os
 import re
 from collections.abc import AsyncIterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote
 
 import anyio.to_thread
 from litestar.response import Stream
 
 from api.rest.problems import ProblemError
+
+if TYPE_CHECKING:
+    from index.content import OpenContent
 
 CHUNK = 256 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -106,4 +110,19 @@ def file_response(
         status_code=206 if wanted is not None else 200,
         media_type=media_type,
         headers=headers,
+    )
+
+
+def content_problem_slug(exc: Exception) -> str:
+    """Return the problem type for a content lookup failure: not-found for a missing asset, else unavailable."""
+    from index.content import AssetMissing
+
+    return "not-found" if isinstance(exc, AssetMissing) else "content-unavailable"
+
+
+def stream_content(opened: OpenContent, range_header: str | None, etag: str | None) -> Stream:
+    """Return the streaming response for an opened asset file (its own mime type, else a guess from its name)."""
+    media_type = opened.mime or mimetypes.guess_type(opened.name)[0] or "application/octet-stream"
+    return file_response(
+        opened.handle, opened.size, media_type, filename=opened.name, range_header=range_header, etag=etag
     )

@@ -26,20 +26,6 @@ log = logging.getLogger("sensorium.api")
 _ANONYMOUS = "<no key>"
 
 
-def ended_jobs(job_ids: list[str], settings: Settings) -> set[str]:
-    """Return those of ``job_ids`` that have ended or no longer exist."""
-    from sqlalchemy import select
-
-    from core.db.engine import read_session
-    from core.db.models import Job
-    from core.jobs import TERMINAL
-
-    with read_session(settings) as session:
-        rows = session.execute(select(Job.id, Job.status).where(Job.id.in_(job_ids))).all()
-    running = {job_id for job_id, status in rows if status not in TERMINAL}
-    return set(job_ids) - running
-
-
 class JobWaiter:
     """Awaits job ends for every request of one process; the per-key cap counts the waits in progress."""
 
@@ -98,6 +84,8 @@ class JobWaiter:
                     del self._futures[job_id]
 
     async def _poll(self) -> None:
+        from core.jobs import ended_jobs
+
         while self._futures:
             try:
                 ended = await anyio.to_thread.run_sync(ended_jobs, list(self._futures), self.settings)

@@ -32,7 +32,7 @@ from core.jobs.model import (
     resolve_handler,
 )
 from core.jobs.service import check_room, start_embedded_executor, submit
-from core.jobs.store import MAX_IDEMPOTENCY_KEY, get_job, list_jobs, queue_depth
+from core.jobs.store import MAX_IDEMPOTENCY_KEY, ended_jobs, get_job, list_jobs, queue_depth
 from core.jobs.transport import dispatch
 from core.jobs.worker import run_worker
 
@@ -61,6 +61,7 @@ __all__ = [
     "check_room",
     "child_id",
     "dispatch",
+    "ended_jobs",
     "fan_out",
     "get_job",
     "handler_params",

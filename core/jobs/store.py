@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.db.engine import read_session, write_session
 from core.db.models import Job, utcnow
-from core.jobs.model import STATUSES, IdempotencyConflict, JobRequestError, job_meta
+from core.jobs.model import STATUSES, TERMINAL, IdempotencyConflict, JobRequestError, job_meta
 from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -39,6 +39,14 @@ def get_job(job_id: str, settings: Settings | None = None) -> Job | None:
     """Return the job with this id, or None."""
     with read_session(settings or get_settings()) as session:
         return session.get(Job, job_id)
+
+
+def ended_jobs(job_ids: list[str], settings: Settings) -> set[str]:
+    """Return those of ``job_ids`` that have ended or no longer exist."""
+    with read_session(settings) as session:
+        rows = session.execute(select(Job.id, Job.status).where(Job.id.in_(job_ids))).all()
+    running = {job_id for job_id, status in rows if status not in TERMINAL}
+    return set(job_ids) - running
 
 
 def list_jobs(
