@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,13 +15,18 @@ import pytest
 from core.settings import EncoderSettings, OcrSettings, Settings
 
 POSTGRES_ADMIN_URL = os.environ.get("SENSORIUM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1/test")
-TINY_ENCODER = EncoderSettings(model="tiny-clip", pretrained="none", batch_size=16)
+# One ONNX export of the tiny model for the whole run (its seeded weights are the same in every test), instead of
+# one per test data dir; removed when the run ends.
+ONNX_EXPORTS = Path(tempfile.mkdtemp(prefix="sensorium-test-onnx-"))
+atexit.register(shutil.rmtree, ONNX_EXPORTS, True)
+TINY_ENCODER = EncoderSettings(model="tiny-clip", pretrained="none", batch_size=16, export_dir=ONNX_EXPORTS)
 # OCR (real PP-OCR models, about 0.5 s a picture here) is off unless a test turns it on: tests/integration/test_ocr.py.
 NO_OCR = OcrSettings(enabled=False)
 TINY_ENV = {
     "SENSORIUM_ENCODER__MODEL": "tiny-clip",
     "SENSORIUM_ENCODER__PRETRAINED": "none",
     "SENSORIUM_OCR__ENABLED": "false",
+    "SENSORIUM_ENCODER__EXPORT_DIR": str(ONNX_EXPORTS),
 }
 
 
