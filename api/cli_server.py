@@ -51,6 +51,8 @@ def serve(
     from core.settings import get_settings
 
     settings = get_settings()
+    if fd is not None:
+        host = _bound_host(fd)
     if settings.auth.disabled and not is_loopback(host):
         fail(
             f"SENSORIUM_AUTH__DISABLED is set, which is only allowed on a loopback address, not {host}; "
@@ -94,6 +96,17 @@ def serve(
             log_config=log_config,
             **uvicorn_limits(settings),
         )
+
+
+def _bound_host(fd: int) -> str:
+    """Return the address the inherited socket ``fd`` is bound to (the loopback check applies to it too)."""
+    import socket
+
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            return str(sock.getsockname()[0])
+    except OSError as exc:
+        fail(f"--fd {fd} is not a usable socket: {exc}")
 
 
 @keys_app.command("create", epilog=example("sensorium keys create --name laptop --scope search --scope ingest"))

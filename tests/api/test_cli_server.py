@@ -51,3 +51,23 @@ def test_serve_refuses_disabled_auth_off_loopback(settings: Settings) -> None:
     refused = cli(settings, "serve", "--host", "0.0.0.0", "--port", "1", SENSORIUM_AUTH__DISABLED="true")
     assert refused.returncode == 2
     assert "SENSORIUM_AUTH__DISABLED" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_serve_checks_the_address_of_an_inherited_socket(settings: Settings) -> None:
+    """`serve --fd N` applies the loopback rule to where that socket is bound, not to the --host default."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        sock.listen(1)
+        refused = subprocess.run(
+            [sys.executable, "-m", "api.cli", "serve", "--fd", str(sock.fileno())],
+            cwd=REPO,
+            env={**env_for(settings), "SENSORIUM_AUTH__DISABLED": "true"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            pass_fds=(sock.fileno(),),
+        )
+    assert refused.returncode == 2
+    assert "only allowed on a loopback address, not 0.0.0.0" in refused.stderr and "Traceback" not in refused.stderr
