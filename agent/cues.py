@@ -30,6 +30,8 @@ class Cues:
     features: list[str] = field(default_factory=list)
     verbs: list[tuple[VerbKind, str]] = field(default_factory=list)
     fallback: str | None = None
+    hypothetical: str | None = None
+    bare: bool = False
     no_generate: str | None = None
     no_search: str | None = None
     head: Head | None = None
@@ -100,9 +102,17 @@ def read_cues(doc: Doc, params: GenerationParams) -> Cues:
     if fallback:
         cues.fallback = fallback.group()
         feats.append("cue:fallback")
-    feats.extend(f"cue:{name}" for name in ("library", "creation", "hypothetical") if patterns[name].search(doc.joined))
+    feats.extend(f"cue:{name}" for name in ("library", "creation") if patterns[name].search(doc.joined))
+    hypothetical = patterns["hypothetical"].search(doc.joined)
+    if hypothetical:
+        cues.hypothetical = hypothetical.group()
+        feats.append("cue:hypothetical")
     _media_cues(doc, cues)
     _form_cues(doc, params, feats)
+    # "cats", "board meeting": bare words with no instruction, media, article or prompt parameters.
+    cues.bare = not (cues.verbs or cues.head or cues.fallback or hypothetical or negations) and not any(
+        f.startswith(("cue:param_", "cue:creation", "cue:quote")) for f in feats
+    ) and norm_at(doc.tokens, 0) not in {"a", "an"}
     return cues
 
 

@@ -41,6 +41,10 @@ def decide_route(predicted: Route, cues: Cues) -> tuple[Route, str | None]:
         return predicted, None
     if cues.fallback:
         return "search_or_generate", f"conditional fallback '{cues.fallback}': search first, generate if nothing fits"
+    if cues.hypothetical:
+        return "generate", f"asks what something would look like ('{cues.hypothetical}'): generate"
+    if cues.bare:
+        return "search", "bare words with no instruction, media word or prompt parameters: search"
     return predicted, None
 
 

@@ -74,7 +74,7 @@ def test_without_the_generate_scope_search_results_come_with_a_note(settings: Se
     ingest_images(settings, tmp_path / "lib", 2)
     strict = settings.model_copy(update={"agent": settings.agent.model_copy(update={"generate_threshold": 0.99})})
     response = run_agent(FOX, settings=strict, scopes=("search",), generator="tiny-random")
-    assert tools_called(response) == ["search_assets"] and len(response["assets"]) == 2
+    assert tools_called(response) == ["search_assets"] and len(response["assets"]) == 1  # "a logo": one
     assert "lacks" in response["notes"][0] and "`generate` scope" in response["notes"][0]
 
     drawn = run_agent("draw a cat wearing a hat", settings=settings, scopes=("search",))

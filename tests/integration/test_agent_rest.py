@@ -58,7 +58,7 @@ def test_a_search_key_gets_search_results_and_a_note(
     out = response.json()
     assert out["plan"]["route"] == "search_or_generate" and out["plan"]["threshold"] == 0.99
     assert [s["tool"] for s in out["steps"]] == ["search_assets"] and out["jobs"] == []
-    assert len(out["assets"]) == 2 and "signature=" in out["assets"][0]["content_url"]
+    assert len(out["assets"]) == 1 and "signature=" in out["assets"][0]["content_url"]
     assert any("`generate` scope" in note for note in out["notes"])
 
     drawn = client.post("/v1/agent", json={"request": "draw a cat in a hat"}, headers=headers["search"]).json()
