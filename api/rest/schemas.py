@@ -91,6 +91,8 @@ class SearchHit(BaseModel):
     name: str
     uri: str | None
     kind: str
+    collections: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
     score: float | None = Field(description="Cosine similarity of the asset's best vector match.")
     fused_score: float | None
     segment: SegmentOut
