@@ -110,23 +110,21 @@ def _decode(source: Path | BinaryIO, max_pixels: int) -> Image.Image:
 
 def load_init_image(asset_id: str, settings: Settings) -> Image.Image:
     """Return the RGB image of an indexed image asset, or raise InvalidGenerationParams saying why not."""
-    from core.blobs import BlobStore
-    from core.db.engine import read_session
-    from core.db.models import Asset
+    from index.content import ContentUnavailable, open_content
+    from index.services.assets import AssetNotFound, get_asset
 
-    with read_session(settings) as session:
-        asset = session.get(Asset, asset_id)
-    if asset is None:
-        raise _invalid("init_image", f"no asset {asset_id!r}")
+    try:
+        asset = get_asset(settings, asset_id, include_trashed=False)
+    except AssetNotFound:
+        raise _invalid("init_image", f"no asset {asset_id!r}") from None
     if asset.kind != "image" or asset.status != "indexed":
         raise _invalid("init_image", f"asset {asset_id!r} is a {asset.status} {asset.kind}, not an indexed image")
-    if asset.blob_key:
-        path = BlobStore(settings.resolved_data_dir()).path(asset.blob_key)
-    elif asset.uri:
-        path = Path(asset.uri)
-    else:
-        raise _invalid("init_image", f"asset {asset_id!r} has no stored file")
-    return _decode(path, settings.ingest.max_image_pixels)
+    try:  # the same checked descriptor the content route streams: a swapped file is never read
+        opened = open_content(settings, asset_id)
+    except ContentUnavailable:
+        raise _invalid("init_image", f"asset {asset_id!r} has no stored file") from None
+    with opened.handle:
+        return _decode(opened.handle, settings.ingest.max_image_pixels)
 
 
 def store_init_image(data: bytes, name: str, settings: Settings) -> str:

@@ -97,7 +97,8 @@ class SearchHit(BaseModel):
     name: str
     uri: str | None = Field(description="As in an asset: in full for admin keys, else relative to its ingest root.")
     kind: str
-    collection: str | None = None
+    collections: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
     score: float | None = Field(description="Cosine similarity of the asset's best vector match.")
     fused_score: float | None
     segment: SegmentOut
