@@ -155,7 +155,8 @@ def prepare_video(candidate: Candidate, sha256: str, size: int, ctx: PrepareCont
             kind="frame", t_start=round(scene.t_start, 3), t_end=round(scene.t_end, 3), thumbnail_key=key
         )
         embedder.add(segment, scene.frame)
-        prepared.hashes.append((segment.t_start, *image_hashes(scene.frame).pair))
+        if hashes := image_hashes(scene.frame):
+            prepared.hashes.append((segment.t_start, *hashes.pair))
     transcripts = _audio_segments(prepared, ctx, embedder) if info.has_audio else []
     embedder.flush()
     prepared.segments = embedder.done + transcripts
