@@ -58,6 +58,7 @@ def quality(originals: int, settings: DuplicateSettings) -> dict[str, Any]:
             data = jpeg_bytes(image) if name == "original" else TRANSFORMS[name](image)
             decoded = _decoded(data)
             hashes = image_hashes(decoded)
+            assert hashes is not None, "generated photos are never flat"
             phash.append(hashes.phash)
             dhash.append(hashes.dhash)
             pixels.append(decoded.width * decoded.height)

@@ -14,6 +14,8 @@ from PIL import Image
 
 _HASH_SIDE = 8
 _PHASH_SIDE = 32
+# Grey-level standard deviation (0-255) under which an image counts as flat and gets no hash.
+FLAT_STD = 2.0
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,15 @@ def dhash(image: Image.Image) -> int:
     return _pack(pixels[:, 1:] > pixels[:, :-1])
 
 
-def image_hashes(image: Image.Image) -> ImageHashes:
-    """Return both hashes of an image (large images are first reduced, which costs no hash bits)."""
+def image_hashes(image: Image.Image) -> ImageHashes | None:
+    """Return both hashes of an image (large images are first reduced), or None for a flat one.
+
+    Every flat image (a black frame, a blank page) hashes alike whatever its colour, so it would be "near"
+    every other flat image: such images get no hash and join no near group.
+    """
     small = _reduced(image)
+    if float(_gray(small, (_PHASH_SIDE, _PHASH_SIDE)).std()) < FLAT_STD:
+        return None
     return ImageHashes(phash=phash(small), dhash=dhash(small))
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
 from sqlalchemy import select
 
 from core.blobs import BlobStore
@@ -27,12 +28,15 @@ class RehashSummary:
 
 
 def _hashes_of(kind: str, path: Path, settings: Settings) -> list[tuple[float | None, int, int]]:
+    """Return (t_start, pHash, dHash) of an image, or of each scene frame of a video (flat ones have none)."""
     if kind == "image":
         image, _ = open_image(path, settings.ingest.max_image_pixels)
-        return [(None, *image_hashes(image).pair)]
-    from index.media.video import iter_scenes
+        frames: list[tuple[float | None, Image.Image]] = [(None, image)]
+    else:
+        from index.media.video import iter_scenes
 
-    return [(round(scene.t_start, 3), *image_hashes(scene.frame).pair) for scene in iter_scenes(path, settings.media)]
+        frames = [(round(scene.t_start, 3), scene.frame) for scene in iter_scenes(path, settings.media)]
+    return [(t, *hashes.pair) for t, frame in frames if (hashes := image_hashes(frame))]
 
 
 def rehash(settings: Settings | None = None, on_failure: Callable[[str, str], None] | None = None) -> RehashSummary:

@@ -153,7 +153,8 @@ def prepare_video(candidate: Candidate, sha256: str, size: int, ctx: PrepareCont
             meta={"frame_time": round(scene.frame_time, 3)},  # where the OCR pass finds the scene's picture
         )
         embedder.add(segment, scene.frame)
-        prepared.hashes.append((segment.t_start, *image_hashes(scene.frame).pair))
+        if hashes := image_hashes(scene.frame):
+            prepared.hashes.append((segment.t_start, *hashes.pair))
     transcripts = _audio_segments(prepared, ctx, embedder) if info.has_audio else []
     embedder.flush()
     prepared.segments = embedder.done + transcripts

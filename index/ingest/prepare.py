@@ -32,7 +32,7 @@ def prepare_image(candidate: Candidate, sha256: str, size: int, ctx: PrepareCont
         height=height,
         thumbnail_key=thumbnail_key,
         segments=[segment],
-        hashes=[(None, *image_hashes(image).pair)],
+        hashes=[(None, *hashes.pair)] if (hashes := image_hashes(image)) else [],
     )
 
 
