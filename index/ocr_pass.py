@@ -8,6 +8,7 @@ full-text indexed and embedded with the text tower; its box and confidence are k
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -92,6 +93,9 @@ def run_ocr_pass(
         pending = pending_assets(session, asset_ids)
     if not pending:
         return summary
+    if asset_ids is None:
+        # Ingest workers that finish at once all run the pass; in different orders they rarely read the same picture.
+        random.shuffle(pending)
     encoder = encoder or get_encoder(settings.encoder)
     blobs = BlobStore(settings.resolved_data_dir())
     for asset_id in pending:
