@@ -29,6 +29,7 @@ from index.offline import uses_random_weights
 
 MAX_REQUEST_CHARS = 10_000
 DEFAULT_SCOPES = ("search", "generate")
+ERROR_SUMMARY = "error ("  # how a step that failed starts its result_summary
 # Control characters and lone surrogates: not text, and PostgreSQL refuses NUL in stored job parameters.
 _NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -69,7 +70,7 @@ class _Run:
             result: dict[str, Any] | None = call_tool(tool, arguments, self.ctx)
             summary = _summary(tool, result or {})
         except ToolError as exc:
-            result, summary = None, f"error ({exc.code}): {exc}"
+            result, summary = None, f"{ERROR_SUMMARY}{exc.code}): {exc}"
             self.notes.append(f"{tool} could not run: {exc}")
         self.steps.append(
             {
@@ -115,8 +116,51 @@ def run_agent(
 ) -> dict[str, Any]:
     """Plan a natural-language request and carry it out; return {plan, steps, assets, jobs, notes}.
 
-    Raises AgentInputError for a request that is not usable text. Tool refusals (missing scope, no generator,
-    full queue) become notes, never errors: a key without ``generate`` still gets search results.
+    Waits up to ``wait_s`` seconds for a generation job it starts. Raises AgentInputError for a request that is
+    not usable text. Tool refusals (missing scope, no generator, full queue) become notes, never errors: a key
+    without ``generate`` still gets search results.
+    """
+    from core.jobs import job_to_dict, wait
+
+    started = start_agent(
+        request,
+        settings=settings,
+        scopes=scopes,
+        plan_only=plan_only,
+        router=router,
+        generator=generator,
+        owner_key_id=owner_key_id,
+        url_for=url_for,
+    )
+    job = started.job
+    if job is not None and wait_s > 0:
+        job = job_to_dict(wait(job["id"], max(0.0, min(wait_s, MAX_WAIT_S)), settings))
+    return finish_agent(started, job)
+
+
+@dataclass
+class StartedAgent:
+    """A run whose tools have run; ``job`` is the generation job it started (not waited for), if any."""
+
+    response: dict[str, Any]
+    run: _Run
+    job: dict[str, Any] | None
+
+
+def start_agent(
+    request: object,
+    *,
+    settings: Settings,
+    scopes: Iterable[str] = DEFAULT_SCOPES,
+    plan_only: bool = False,
+    router: Router | None = None,
+    generator: str | None = None,
+    owner_key_id: str | None = None,
+    url_for: UrlFor | None = None,
+) -> StartedAgent:
+    """Plan the request and run its tools without waiting for a generation job; finish with finish_agent().
+
+    Callers that wait asynchronously (the REST API) wait for ``job`` between the two calls.
     """
     text = clean_request(request)
     if router is None:
@@ -128,34 +172,54 @@ def run_agent(
     except ValueError as exc:
         raise AgentInputError(str(exc)) from None
     response: dict[str, Any] = {"plan": plan.model_dump(), "steps": [], "assets": [], "jobs": [], "notes": []}
-    if plan_only:
-        return response
     run = _Run(ToolContext(settings, frozenset(scopes), owner_key_id, url_for))
-    assets, jobs = _execute(plan, run, settings, generator, max(0.0, min(wait_s, MAX_WAIT_S)))
-    response.update(steps=run.steps, assets=assets, jobs=jobs, notes=run.notes)
+    if plan_only:
+        return StartedAgent(response, run, None)
+    assets, job = _execute(plan, run, settings, generator)
+    response["assets"] = assets
+    return StartedAgent(response, run, job)
+
+
+def finish_agent(started: StartedAgent, job: dict[str, Any] | None) -> dict[str, Any]:
+    """Return {plan, steps, assets, jobs, notes}, given the started generation job as it stands now."""
+    response, run = started.response, started.run
+    if job is not None:
+        response.update(assets=_finished_assets(job, run), jobs=[job])
+    response.update(steps=run.steps, notes=run.notes)
     return response
 
 
+def failure(response: dict[str, Any]) -> str | None:
+    """Why a run served nothing (no step succeeded, or every job it started failed), or None when it served."""
+    steps, notes = response["steps"], response["notes"]
+    if not any(not step["result_summary"].startswith(ERROR_SUMMARY) for step in steps):
+        return "; ".join(notes) or "no tool could run"
+    jobs = response["jobs"]
+    if jobs and not response["assets"] and all(job["status"] == "failed" for job in jobs):
+        return "; ".join(notes) or "every generation job failed"
+    return None
+
+
 def _execute(
-    plan: Plan, run: _Run, settings: Settings, generator: str | None, wait_s: float
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Run the plan's route; return (assets, jobs)."""
+    plan: Plan, run: _Run, settings: Settings, generator: str | None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Run the plan's route; return (search hits, the generation job started or None)."""
     count = plan.count or settings.agent.default_count
     if plan.route == "generate" and not run.ctx.allows("generate"):
         run.notes.append("this request asks to generate, but the caller lacks the `generate` scope: searched instead")
-        return _search(plan, run, count), []
+        return _search(plan, run, count), None
     if plan.route == "generate":
-        return _generate(plan, run, count, generator, wait_s) or ([], [])
+        return [], _generate(plan, run, count, generator)
     found = _search(plan, run, count)
     if plan.route == "search":
         if not found:
             run.notes.append("no assets matched")
-        return found, []
+        return found, None
     threshold = plan.threshold if plan.threshold is not None else settings.agent.generate_threshold
     best = _best_score(found)
     if best is not None and best >= threshold:
         run.notes.append(f"best match scores {best:.3f} >= threshold {threshold}: using the library, not generating")
-        return found, []
+        return found, None
     if best is not None:
         why = f"best match scores {best:.3f} < threshold {threshold}"
     else:
@@ -167,13 +231,13 @@ def _execute(
             f"{why}; generating would need the `generate` scope, which the caller lacks: "
             "returning the closest search results"
         )
-        return found, []
+        return found, None
     run.notes.append(f"{why}: generating")
-    generated = _generate(plan, run, count, generator, wait_s)
+    generated = _generate(plan, run, count, generator)
     if generated is None:
         run.notes.append("generation did not start: returning the closest search results")
-        return found, []
-    return generated
+        return found, None
+    return [], generated
 
 
 def _search(plan: Plan, run: _Run, count: int) -> list[dict[str, Any]]:
@@ -182,10 +246,8 @@ def _search(plan: Plan, run: _Run, count: int) -> list[dict[str, Any]]:
     return list(result["results"]) if result else []
 
 
-def _generate(
-    plan: Plan, run: _Run, count: int, generator: str | None, wait_s: float
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
-    """Start a generation job for the plan (and wait up to wait_s); None when it could not start."""
+def _generate(plan: Plan, run: _Run, count: int, generator: str | None) -> dict[str, Any] | None:
+    """Start a generation job for the plan and return it (not waited for); None when it could not start."""
     modality: GenModality = "image" if plan.modality == "any" else plan.modality
     try:
         spec = generator_for(modality, generator, run.ctx.settings)
@@ -193,13 +255,8 @@ def _generate(
         run.notes.append(f"cannot generate {modality}: {exc}")
         return None
     arguments = _generation_arguments(plan, modality, spec, count, run.notes)
-    if wait_s > 0:
-        arguments["wait_s"] = wait_s
     result = run.call("generate_media", arguments)
-    if result is None:
-        return None
-    job = result["job"]
-    return _finished_assets(job, run), [job]
+    return None if result is None else dict(result["job"])
 
 
 def _generation_arguments(

@@ -1,4 +1,4 @@
-"""Optional LLM planner: asks an OpenAI-compatible chat-completions endpoint to pick tools, else the rule router."""
+"""Optional LLM planner: asks an OpenAI-compatible chat-completions endpoint to pick tools, else the local router."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from agent.plan import GenerationParams, Modality, Plan
-from agent.router import MAX_REQUEST_CHARS, Router, RuleRouter
+from agent.router import MAX_REQUEST_CHARS, LocalRouter, Router
 from agent.tools import TOOLS, GenerateMediaArgs, SearchAssetsArgs, openai_tools
 from core.settings import AgentSettings, Settings
 
@@ -34,7 +34,7 @@ class PlannerError(RuntimeError):
 
 
 class LLMPlanner:
-    """A Router that asks a chat model to choose tools; any error or timeout falls back to the rule router."""
+    """A Router that asks a chat model to choose tools; any error or timeout falls back to the local router."""
 
     def __init__(self, settings: AgentSettings, fallback: Router | None = None) -> None:
         if not settings.planner_base_url or not settings.planner_model:
@@ -43,19 +43,19 @@ class LLMPlanner:
         self.model = settings.planner_model
         self.api_key = settings.planner_api_key
         self.timeout_s = settings.planner_timeout_s
-        self.fallback = fallback or RuleRouter()
+        self.fallback = fallback or LocalRouter()
 
     def plan(self, request: str) -> Plan:
         """Return the model's plan for request, or the fallback router's when the model fails."""
         if not request or not request.strip():
-            return self.fallback.plan(request)  # raises the same clear error as the rule router
+            return self.fallback.plan(request)  # raises the same clear error as the local router
         try:
             return self._ask(request.strip()[:MAX_REQUEST_CHARS])
         except Exception as exc:  # any failure of a remote model means "use the local router"
             reason = f"{type(exc).__name__}: {exc}"[:300]
-            logger.warning("planner %s failed (%s); using the rule router", self.url, reason)
+            logger.warning("planner %s failed (%s); using the local router", self.url, reason)
             plan = self.fallback.plan(request)
-            plan.reasons.insert(0, f"planner failed ({reason}); used the rule router")
+            plan.reasons.insert(0, f"planner failed ({reason}); used the local router")
             return plan
 
     def _ask(self, request: str) -> Plan:
@@ -134,4 +134,4 @@ def get_planner(settings: Settings) -> Router:
     """Return the LLM planner when one is configured, else the local rule router."""
     if settings.agent.planner_base_url and settings.agent.planner_model:
         return LLMPlanner(settings.agent)
-    return RuleRouter()
+    return LocalRouter()

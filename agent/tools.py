@@ -247,25 +247,26 @@ def asset_to_dict(asset: Any, url_for: UrlFor | None = None) -> dict[str, Any]:
         "width": asset.width,
         "height": asset.height,
         "duration": asset.duration,
-        "collection": asset.collection,
+        "collection": (asset.collections or ["default"])[0],
+        "collections": list(asset.collections),
         "tags": list(asset.tags),
         "metadata": asset.meta or {},
         "status": asset.status,
         "created_at": asset.created_at.isoformat() if asset.created_at else None,
+        "trashed_at": asset.trashed_at.isoformat() if asset.trashed_at else None,
         "thumbnail_url": url_for(asset.id, "thumbnail") if url_for else None,
         "content_url": url_for(asset.id, "content") if url_for else None,
     }
 
 
 def _get_asset(args: GetAssetArgs, ctx: ToolContext) -> dict[str, Any]:
-    from core.db.engine import read_session
-    from core.db.models import Asset
+    from index.services.assets import AssetNotFound, get_asset
 
-    with read_session(ctx.settings) as session:
-        asset = session.get(Asset, args.asset_id)
-        if asset is None:
-            raise ToolError(f"no asset {args.asset_id!r}", "not-found")
-        return {"asset": asset_to_dict(asset, ctx.url_for)}
+    try:
+        asset = get_asset(ctx.settings, args.asset_id)
+    except AssetNotFound:
+        raise ToolError(f"no asset {args.asset_id!r}", "not-found") from None
+    return {"asset": asset_to_dict(asset, ctx.url_for)}
 
 
 TOOLS: dict[str, Tool] = {

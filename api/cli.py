@@ -135,6 +135,14 @@ def ingest(
     upload: Annotated[
         bool, typer.Option("--upload", help="Client mode: upload these local files instead of naming server paths.")
     ] = False,
+    near_duplicates: Annotated[
+        str | None,
+        typer.Option(
+            "--near-duplicates",
+            help="index (record the group), skip (leave near copies out, listed by name) or link "
+            "(index as a hidden variant of the group's best copy). Default: SENSORIUM_DUPLICATES__INGEST_POLICY.",
+        ),
+    ] = None,
 ) -> None:
     """Index media files in place; re-running skips what is already indexed and finishes an interrupted run.
 
@@ -142,10 +150,13 @@ def ingest(
     against its SENSORIUM_INGEST__ALLOWED_ROOTS); --upload sends local files instead.
     """
     from api.client import current_client
+    from index.duplicates.policy import POLICIES
     from index.ingest.discover import label_problem
 
     if not paths and manifest is None:
         fail("give files or folders to ingest, or --manifest FILE")
+    if near_duplicates is not None and near_duplicates not in POLICIES:
+        fail(f"unknown --near-duplicates {near_duplicates!r}: use {', '.join(POLICIES)}")
     problem = label_problem(collection, tag or [])
     if problem:
         fail(problem)
@@ -153,10 +164,14 @@ def ingest(
     if client is not None:
         from api.cli_remote import remote_ingest
 
+        if near_duplicates not in (None, "index"):
+            fail("--near-duplicates skip and link need an embedded ingest (the server ingests with its own policy)")
         remote_ingest(client, paths or [], manifest, collection, tag or [], upload, follow, as_json)
         return
     if upload:
         fail("--upload needs a server: give --server URL or set SENSORIUM_SERVER_URL")
+    if distributed and near_duplicates not in (None, "index"):
+        fail("--near-duplicates skip and link need a local ingest (not --distributed)")
     if distributed:
         from api.cli_distributed import run_distributed
 
@@ -168,21 +183,28 @@ def ingest(
         fail(f"no such file or folder: {', '.join(missing)}")
     if manifest is not None and not manifest.is_file():
         fail(f"manifest not found: {manifest}")
-    _ingest_embedded(given, manifest, collection, tag or [], workers, as_json)
+    _ingest_embedded(given, manifest, collection, tag or [], workers, near_duplicates, as_json)
 
 
 def _ingest_embedded(
-    paths: list[Path], manifest: Path | None, collection: str, tags: list[str], workers: int | None, as_json: bool
+    paths: list[Path],
+    manifest: Path | None,
+    collection: str,
+    tags: list[str],
+    workers: int | None,
+    near_duplicates: str | None,
+    as_json: bool,
 ) -> None:
     from collections.abc import Iterator
 
     from api.progress import IngestProgress
     from core.settings import get_settings
+    from index.duplicates.policy import NEAR_COPY
     from index.encoders import get_encoder
     from index.ingest.discover import Candidate, Rejected, discover
     from index.ingest.manifest import read_manifest
-    from index.ingest.pipeline import ingest as run_ingest
-    from index.service import get_live_index
+    from index.ingest.prepared import Outcome
+    from index.services.ingest import ingest_and_snapshot
 
     settings = get_settings()
     if workers:
@@ -196,6 +218,7 @@ def _ingest_embedded(
             yield from read_manifest(manifest, roots, collection, tags)
         yield from discover(paths, roots, collection, tags, exclude=data_dir)
 
+    near_copies: list[Outcome] = []
     try:
         if manifest is not None:
             read_manifest(manifest, roots)  # refuse an unusable manifest before starting
@@ -203,13 +226,19 @@ def _ingest_embedded(
         announce_weights(settings)
         with IngestProgress(enabled=not as_json) as progress:
             progress.count_in_background(inputs())  # a second, cheap walk: the ETA appears once it is done
-            summary = run_ingest(inputs(), settings, on_progress=progress.update, keep_outcomes=False)
-        index = get_live_index(settings)
-        if index.rebuilding:
-            if not as_json:
-                typer.echo(f"building the vector index for {len(index):,} vectors...", err=True)
-            index.wait_for_rebuild()
-        index.save()  # the next process starts from a fresh snapshot
+
+            def on_progress(outcome: Outcome) -> None:
+                if outcome.reason and outcome.reason.startswith(NEAR_COPY):
+                    near_copies.append(outcome)
+                progress.update(outcome)
+
+            summary = ingest_and_snapshot(
+                inputs(),
+                settings,
+                on_progress=on_progress,
+                on_rebuild=None if as_json else _say_rebuilding,
+                near_duplicates=near_duplicates,
+            )
     except KeyboardInterrupt:
         typer.secho(
             "interrupted: everything committed so far stays indexed; run the same command again to finish",
@@ -220,13 +249,18 @@ def _ingest_embedded(
     except _user_errors() as exc:
         fail(str(exc))
     failures = [{"path": o.path, "reason": o.reason} for o in summary.failures]
+    if not as_json:
+        for outcome in near_copies:
+            typer.echo(f"skipped {outcome.path}: {outcome.reason}")
     print_ingest_summary(
         {
             "indexed": summary.indexed,
             "skipped": summary.skipped,
             "failed": summary.failed,
             "elapsed_s": round(summary.elapsed_s, 3),
+            "ocr": {"pictures": summary.ocr_pictures, "lines": summary.ocr_lines, "seconds": round(summary.ocr_seconds, 3)},
             "failures": failures,
+            "near_duplicates_skipped": [{"path": o.path, "reason": o.reason} for o in near_copies],
         },
         as_json,
     )
@@ -314,6 +348,10 @@ def _search_embedded(
     }
 
 
+def _say_rebuilding(vectors: int) -> None:
+    typer.echo(f"building the vector index for {vectors:,} vectors...", err=True)
+
+
 def _report_reembed_failure(asset_id: str, error: str | None) -> None:
     if error:
         typer.secho(f"failed: {asset_id}: {error}", fg=typer.colors.YELLOW, err=True)
@@ -324,12 +362,24 @@ def reindex(
     reembed: Annotated[
         bool, typer.Option("--reembed", help="Re-encode every asset with the configured model.")
     ] = False,
+    reprocess: Annotated[
+        str | None,
+        typer.Option("--reprocess", help="Run media passes again, comma-separated: scenes (re-cut videos), ocr."),
+    ] = None,
 ) -> None:
     """Rebuild the index snapshot from stored vectors (or re-encode everything with --reembed)."""
     from index import reindex as reindexing
 
     try:
-        if reembed:
+        if reprocess:
+            summary = reindexing.reprocess(reprocess.split(","), on_asset=_report_reembed_failure)
+            typer.echo(
+                f"reprocessed: {summary.reembedded} videos re-cut, {summary.ocr_assets} assets read "
+                f"({summary.ocr_lines} text lines), {summary.failed} failed; index holds {summary.vectors} vectors"
+            )
+            if summary.failed:
+                raise typer.Exit(1)
+        elif reembed:
             from core.settings import get_settings
 
             announce_weights(get_settings())
@@ -362,10 +412,12 @@ def demo(
 
 # Command groups live in their own modules (each keeps heavy imports inside its commands).
 from api.cli_agent import register as _register_agent  # noqa: E402
+from api.cli_assets import register as _register_assets  # noqa: E402
+from api.cli_duplicates import register as _register_duplicates  # noqa: E402
 from api.cli_jobs import register as _register_jobs  # noqa: E402
 from api.cli_server import register as _register_server  # noqa: E402
 
-for _register in (_register_jobs, _register_server, _register_agent):
+for _register in (_register_jobs, _register_server, _register_agent, _register_assets, _register_duplicates):
     _register(app)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from api.cli_help import example
-from api.cli_output import fail
+from api.cli_output import EXIT_FAILED, fail
 
 if TYPE_CHECKING:
     from agent.router import Router
@@ -45,15 +45,28 @@ def agent(
         ),
     ] = None,
     generator: Annotated[str | None, typer.Option(help="Generator to use when the request generates.")] = None,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            "--eval",
+            help="With --plan-only --file: the file is labelled (route, modality[, count]); print accuracy and "
+            "confusion tables instead of plans.",
+        ),
+    ] = False,
 ) -> None:
-    """Carry out a natural-language request: search the library, generate, or search and generate if nothing fits."""
-    from agent.loop import AgentInputError
+    """Carry out a natural-language request: search the library, generate, or search and generate if nothing fits.
+
+    Exits 1 when the request could not be served (every step failed), saying why.
+    """
+    from agent.loop import AgentInputError, failure
     from agent.planner import get_planner
     from agent.tools import MAX_WAIT_S
     from core.settings import get_settings
 
     if (request is None) == (file is None):
         fail('give a request ("find photos of a red car") or --file requests.jsonl, not both')
+    if evaluate and (file is None or not plan_only):
+        fail("--eval scores a labelled file: use it with --plan-only --file labelled.jsonl")
     from api.client import current_client
 
     client = current_client()
@@ -70,6 +83,9 @@ def agent(
     if client is not None:
         fail("--file runs in embedded mode only; unset SENSORIUM_SERVER_URL (or send the requests one by one)")
     settings = get_settings()
+    if evaluate and file is not None:
+        _evaluate(file, get_planner(settings))
+        return
     # In embedded mode the job runs inside this process, which must stay alive until it ends.
     wait_s = wait if wait is not None else (0.0 if settings.broker_url else MAX_WAIT_S)
     router = get_planner(settings)
@@ -84,6 +100,9 @@ def agent(
         typer.echo(json.dumps(response))
     else:
         _print_response(response)
+    reason = None if plan_only else failure(response)
+    if reason is not None:
+        fail(f"the request could not be served: {reason}", EXIT_FAILED)
 
 
 def _run(
@@ -124,7 +143,7 @@ def _run_file(
     file: Path, settings: Settings, router: Router, plan_only: bool, wait_s: float, generator: str | None
 ) -> int:
     """Print one JSON line per request in file (same order); return how many lines failed."""
-    from agent.loop import AgentInputError
+    from agent.loop import AgentInputError, failure
 
     errors = 0
     for request, problem in read_requests(_lines(file)):
@@ -133,6 +152,7 @@ def _run_file(
             try:
                 response = _run(request, settings, router, plan_only, wait_s, generator)
                 line.update({"plan": response["plan"]} if plan_only else response)
+                problem = None if plan_only else failure(response)
             except AgentInputError as exc:
                 problem = str(exc)
         if problem is not None:
@@ -140,6 +160,25 @@ def _run_file(
             line["error"] = problem
         typer.echo(json.dumps(line))
     return errors
+
+
+def _evaluate(file: Path, router: Router) -> None:
+    """Plan every labelled request in file and print accuracy and confusion tables."""
+    from agent.corpus import CorpusError, parse_examples
+    from agent.evaluate import evaluate, render
+
+    raw = b"".join(_lines(file))
+    try:
+        examples = parse_examples(raw.decode("utf-8").splitlines(), str(file))
+    except (UnicodeDecodeError, CorpusError) as exc:
+        fail(str(exc))
+    if not examples:
+        fail(f"{file} holds no labelled requests")
+    try:
+        report = evaluate((e, router.plan(e.request)) for e in examples)
+    except ValueError as exc:
+        fail(f"{file}: {exc}")
+    typer.echo(render(report))
 
 
 def _print_response(response: dict[str, Any]) -> None:

@@ -284,8 +284,8 @@ def _submit(request: dict[str, Any], init_image: str | None, callback_url: str |
 
 
 def _finish(job_id: str, settings: Settings, timeout: float, as_json: bool) -> None:
-    from core.callbacks import wait_for_deliveries
     from core.jobs import wait as wait_for
+    from core.outbox import wait_for_deliveries
 
     job = wait_for(job_id, timeout, settings)
     # Give the job's callback (if any) a chance to arrive before this process exits.
@@ -432,7 +432,7 @@ def worker(
             serve_metrics(metrics_port)
         except OSError as exc:
             fail(f"cannot serve metrics on port {metrics_port}: {exc}")
-    from core.queue import run_worker
+    from core.jobs import run_worker
 
     _quiet_pipeline_loading()
     names = [name.strip() for name in queues.split(",") if name.strip()]

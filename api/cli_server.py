@@ -35,6 +35,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind (use 0.0.0.0 to accept other machines).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes.")] = 1,
+    fd: Annotated[
+        int | None, typer.Option(min=0, help="Serve on this inherited, already listening socket instead of --port.")
+    ] = None,
 ) -> None:
     """Run the REST API (OpenAPI docs at /schema)."""
     # Request threads each get their own OpenMP team for torch; spinning idle teams (the default policy) eat the
@@ -43,6 +46,7 @@ def serve(
     import uvicorn
 
     from api.rest.auth import is_loopback
+    from api.rest.server import uvicorn_limits
     from core.logs import logging_config
     from core.settings import get_settings
 
@@ -63,7 +67,8 @@ def serve(
             )
     # uvicorn applies this in every server process (JSON or text lines on stderr, access lines included).
     log_config = logging_config(settings.log_format, logging.getLogger().level)
-    typer.echo(f"Sensorium API on http://{host}:{port} (docs: /schema)", err=True)
+    where = f"inherited socket {fd}" if fd is not None else f"http://{host}:{port}"
+    typer.echo(f"Sensorium API on {where} (docs: /schema)", err=True)
     if workers > 1:
         # Each worker process builds its own app (and its own index) through the factory.
         uvicorn.run(
@@ -71,14 +76,24 @@ def serve(
             factory=True,
             host=host,
             port=port,
+            fd=fd,
             workers=workers,
             access_log=False,
             log_config=log_config,
+            **uvicorn_limits(settings),
         )
     else:
         from api.rest.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=log_config)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            fd=fd,
+            access_log=False,
+            log_config=log_config,
+            **uvicorn_limits(settings),
+        )
 
 
 @keys_app.command("create", epilog=example("sensorium keys create --name laptop --scope search --scope ingest"))

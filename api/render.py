@@ -55,7 +55,7 @@ def print_results(
     for rank, result in enumerate(results, offset + 1):
         order = _score(result.get("fused_score"), 4) if fused else _score(result.get("score"), 3)
         cells = [str(rank), order, *([_score(result.get("score"), 3)] if hybrid else [])]
-        cells += [result["kind"], result["name"], result.get("collection") or "", result.get("uri") or ""]
+        cells += [result["kind"], result["name"], ", ".join(result.get("collections") or []), result.get("uri") or ""]
         cells += [moment(result), snippet(result), result["asset_id"]]
         table.add_row(*cells)
     console.print(table)

@@ -6,6 +6,12 @@ against a `sensorium serve` process with C client threads (keep-alive connection
 
 Run: PYTHONPATH=. python bench/http_search.py [--vectors 100000] [--concurrency 1 8] [--queries 400]
 (or `python bench/search.py --http ...`, which delegates here).
+
+Micro-batching (--micro-batching; use --model ViT-B-32): two servers on the same library, one encoding each text
+query alone (SENSORIUM_ENCODER__QUERY_BATCH_WAIT_MS=0), one batching concurrent ones (the default wait), both with
+the query cache off; C clients (default 8) send distinct queries to each in turn, round by round. Between rounds
+the same process times what the text encoder itself gains from one call with C texts over C single calls, so
+the two gains are measured under the same load.
 """
 
 from __future__ import annotations
@@ -167,7 +173,9 @@ class _HttpClient:
             raise RuntimeError(f"search failed: {response.status} {payload[:300]!r}")
 
 
-def _start_server(settings: Any, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _start_server(
+    settings: Any, port: int, log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORIUM_")}
     env.update(
         {
@@ -177,6 +185,7 @@ def _start_server(settings: Any, port: int, log: Path) -> subprocess.Popen[bytes
             "SENSORIUM_API__RATE_LIMIT_PER_MINUTE": "0",
             "SENSORIUM_AUTH__DISABLED": "false",
             "PYTHONPATH": str(REPO),
+            **(extra_env or {}),
         }
     )
     handle = log.open("wb")
@@ -258,6 +267,74 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def micro_batching(args: argparse.Namespace) -> dict[str, Any]:
+    """Compare a batching server with a one-query-at-a-time server, and both with the encoder's own batch gain."""
+    from core.apikeys import create_key
+    from index.encoders import get_encoder
+
+    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="sensorium-bench-batching-"))
+    settings = _settings(data_dir, args.model, args.pretrained)
+    vectors = build_library(settings, args.vectors)
+    encoder = get_encoder(settings.encoder)  # exports the towers once, before the servers start
+    clients = args.concurrency[-1]
+    waits = {"unbatched": "0", "batched": str(settings.encoder.query_batch_wait_ms)}
+    servers: dict[str, subprocess.Popen[bytes]] = {}
+    calls: dict[str, _HttpClient] = {}
+    secret = create_key("bench", ["search"], settings).secret
+    load_before = os.getloadavg()
+    try:
+        for name, wait in waits.items():
+            port = _free_port()
+            env = {"SENSORIUM_ENCODER__QUERY_BATCH_WAIT_MS": wait, "SENSORIUM_ENCODER__QUERY_CACHE_SIZE": "0"}
+            servers[name] = _start_server(settings, port, data_dir / f"bench-{name}.log", env)
+            calls[name] = _HttpClient(port, secret, args.limit, args.mode)
+            _timed(calls[name], _queries(args.warmup), clients)
+        latencies: dict[str, list[float]] = {name: [] for name in waits}
+        walls = dict.fromkeys(waits, 0.0)
+        singles_s: list[float] = []
+        batch_s: list[float] = []
+        queries = _queries(args.queries)
+        size = max(clients, len(queries) // args.rounds)
+        for number, start in enumerate(range(0, len(queries), size)):
+            chunk = queries[start : start + size]
+            order = list(waits) if number % 2 == 0 else list(reversed(waits))
+            for name in order:
+                got, wall = _timed(calls[name], chunk, clients)
+                latencies[name] += got
+                walls[name] += wall
+            texts = [f"{text} alone" for text in chunk[:clients]]
+            started = time.perf_counter()
+            for text in texts:
+                encoder.encode_texts([text])
+            singles_s.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            encoder.encode_texts(texts)
+            batch_s.append(time.perf_counter() - started)
+    finally:
+        for server in servers.values():
+            server.terminate()
+            server.wait(timeout=30)
+    summaries = {name: _summary(latencies[name], walls[name]) for name in waits}
+    http_gain = summaries["batched"]["requests_per_s"] / summaries["unbatched"]["requests_per_s"]
+    encoder_gain = statistics.median(singles_s) / statistics.median(batch_s)
+    return {
+        "benchmark": "http micro-batching",
+        "machine": {"cpus": os.cpu_count(), "load_avg_before": load_before, "load_avg_after": os.getloadavg()},
+        "vectors": vectors,
+        "model": encoder.model_id,
+        "runtime": type(encoder).__name__,
+        "clients": clients,
+        "queries_per_server": len(queries),
+        "batch_wait_ms": settings.encoder.query_batch_wait_ms,
+        **summaries,
+        "http_gain": round(http_gain, 3),
+        "encoder_gain_batch_vs_singles": round(encoder_gain, 3),
+        "http_gain_over_encoder_gain": round(http_gain / encoder_gain, 3),
+        "p99_batched_over_unbatched": round(summaries["batched"]["p99_ms"] / summaries["unbatched"]["p99_ms"], 3),
+        "target": "http_gain_over_encoder_gain >= 0.8, p99 ratio <= 1.5",
+    }
+
+
 def parser() -> argparse.ArgumentParser:
     """Return the command-line options."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -271,6 +348,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="tiny-clip", help="encoder model (tiny-clip keeps encoding from hiding overhead)")
     p.add_argument("--pretrained", default="none", help="encoder weights")
     p.add_argument("--data-dir", default=None, help="reuse a bench library here (default: a new temp dir)")
+    p.add_argument("--micro-batching", action="store_true", help="batching server against one-at-a-time server")
     return p
 
 
@@ -278,7 +356,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print the report as JSON."""
     # The same OpenMP policy `sensorium serve` uses, so the in-process baseline runs torch the same way.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    print(json.dumps(run(parser().parse_args(argv)), indent=2))
+    args = parser().parse_args(argv)
+    print(json.dumps(micro_batching(args) if args.micro_batching else run(args), indent=2))
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def _settings(data_dir: Path, **overrides: Any) -> Any:
 
 def run_embedded(root: Path, sequential: int, burst: int, workers: int) -> dict[str, Any]:
     """Embedded mode: SQLite in the data dir, in-process executor."""
-    from core.job_executor import stop_executors
+    from core.jobs import stop_executors
 
     settings = _settings(root / "embedded", workers=workers)
     try:

@@ -16,33 +16,11 @@ import numpy as np
 
 from core.settings import MediaSettings, WhisperSettings
 from index.media.audio import load_audio, spectrogram_windows
-from index.media.video import frame_signature, iter_scenes
+from index.media.video import iter_scenes
 from tests.media_factory import SCENE_COLORS, make_scene_video
 
 VIDEO_S = 60.0
 SPEECH = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "speech.wav"
-
-
-def seek_per_sample(path: Path, settings: MediaSettings) -> int:
-    """Decode one frame per sample time by seeking to the keyframe before it; return the frames taken.
-
-    The alternative to iter_scenes' single sequential pass, kept here to show why it lost.
-    """
-    import av
-
-    taken = 0
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        duration = float(container.duration or 0) / 1_000_000
-        for index in range(int(duration * settings.video_fps)):
-            target = index / settings.video_fps
-            container.seek(int(target / stream.time_base), stream=stream, backward=True)
-            for frame in container.decode(stream):
-                if frame.time is not None and frame.time + 1e-3 >= target:
-                    frame_signature(frame)
-                    taken += 1
-                    break
-    return taken
 
 
 def timed(fn: Any) -> tuple[Any, float]:
@@ -65,7 +43,6 @@ def main() -> None:
             )
         )
         scenes, scene_s = timed(lambda: list(iter_scenes(video, settings)))
-        _, seek_s = timed(lambda: seek_per_sample(video, settings))
         audio, audio_s = timed(lambda: load_audio(video, settings))
         windows, window_s = timed(lambda: list(spectrogram_windows(audio, settings)))
     report["video"] = {
@@ -73,7 +50,6 @@ def main() -> None:
         "encode_s": round(encode_s, 2),
         "scenes_found": len(scenes),
         "scene_detect_video_s_per_s": round(VIDEO_S / scene_s, 1),
-        "seek_per_sample_video_s_per_s": round(VIDEO_S / seek_s, 1),
     }
     report["audio"] = {
         "decode_audio_s_per_s": round(len(audio) / 16000 / audio_s, 1),

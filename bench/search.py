@@ -5,6 +5,9 @@ into a SQLite data dir and indexed with `reindex`; the p50 of a full text search
 change-log catch-up, text encoder, FAISS, database lookups, grouping) is divided by the p50 of the raw parts alone
 (encode_texts plus a raw FAISS IndexFlatIP search of the same vectors with the same k), query by query, alternating.
 The encoder, raw FAISS and the live index's search are also timed alone, to show where the difference lies.
+Runtimes: each uncached query is also encoded, and searched end to end, with the torch runtime (the default is
+ONNX Runtime on CPU), alternating. Cache: one query asked again and again (served from the query cache) is timed
+end to end against a raw FAISS search of its vector, alternating.
 
 ANN (--ann-vectors, default 1,000,000): clustered vectors go into the IVF backend Sensorium builds above
 SENSORIUM_INDEX__IVF_THRESHOLD (same list count, training sample and nprobe); recall@10 is measured against
@@ -98,6 +101,10 @@ def search_overhead(count: int, queries: int, model: str, pretrained: str) -> di
     with tempfile.TemporaryDirectory(prefix="sensorium-bench-search-") as tmp:
         settings = Settings(data_dir=Path(tmp), encoder=EncoderSettings(model=model, pretrained=pretrained))
         encoder = get_encoder(settings.encoder)
+        torch_settings = settings.model_copy(
+            update={"encoder": settings.encoder.model_copy(update={"runtime": "torch"})}
+        )
+        torch_encoder = get_encoder(torch_settings.encoder)
         vectors = clustered_vectors(count, encoder.dim, clusters=max(1, count // 100), seed=0, spread=1.0)
         started = time.perf_counter()
         write_library(settings, vectors, encoder.model_id)
@@ -110,16 +117,19 @@ def search_overhead(count: int, queries: int, model: str, pretrained: str) -> di
         def raw(text: str) -> None:
             raw_index.search(encoder.encode_texts([text]), k)
 
-        def end_to_end(text: str) -> None:
-            assert len(search(SearchRequest(text=text, limit=10, mode="vector"), settings)) == 10
+        def end_to_end(text: str, on: Settings = settings) -> None:
+            assert len(search(SearchRequest(text=text, limit=10, mode="vector"), on)) == 10
 
         rng = np.random.default_rng(7)
         texts = [" ".join(rng.choice(_WORDS, size=3).tolist()) + f" {i}" for i in range(queries + 5)]
         for text in texts[:5]:  # warm-up: first catch-up, caches, allocator
             raw(text)
             end_to_end(text)
+            end_to_end(text + " torch", torch_settings)
+            torch_encoder.encode_texts([text])
         live = get_live_index(settings)
         raw_s, e2e_s, encode_s, faiss_s, index_s = [], [], [], [], []
+        torch_encode_s, torch_e2e_s = [], []
         for text in texts[5:]:  # alternate, so other load on the machine hits both sides alike
             raw_s.append(_timed(partial(raw, text)))
             e2e_s.append(_timed(partial(end_to_end, text)))
@@ -128,6 +138,13 @@ def search_overhead(count: int, queries: int, model: str, pretrained: str) -> di
             encode_s.append(time.perf_counter() - started)
             faiss_s.append(_timed(partial(raw_index.search, vector, k)))
             index_s.append(_timed(partial(live.search, vector, k)))
+            torch_encode_s.append(_timed(partial(torch_encoder.encode_texts, [text])))
+            torch_e2e_s.append(_timed(partial(end_to_end, text + " torch", torch_settings)))
+        repeated, repeated_s, repeated_faiss_s = texts[5], [], []
+        repeated_vector = encoder.encode_texts([repeated])
+        for _ in range(queries):  # the query cache answers: what is left is FAISS and the database
+            repeated_s.append(_timed(partial(end_to_end, repeated)))
+            repeated_faiss_s.append(_timed(partial(raw_index.search, repeated_vector, k)))
     return {
         "vectors": count,
         "queries": queries,
@@ -140,6 +157,19 @@ def search_overhead(count: int, queries: int, model: str, pretrained: str) -> di
         "index_search_p50_ms": _p50_ms(index_s),
         "overhead_ratio": round(statistics.median(e2e_s) / statistics.median(raw_s), 3),
         "target": "<= 1.2",
+        "runtimes": {
+            "encode_text_p50_ms": {"onnx": _p50_ms(encode_s), "torch": _p50_ms(torch_encode_s)},
+            "encode_text_onnx_over_torch": round(statistics.median(encode_s) / statistics.median(torch_encode_s), 3),
+            "end_to_end_uncached_p50_ms": {"onnx": _p50_ms(e2e_s), "torch": _p50_ms(torch_e2e_s)},
+            "end_to_end_onnx_over_torch": round(statistics.median(e2e_s) / statistics.median(torch_e2e_s), 3),
+            "target": "onnx <= 0.7 x torch",
+        },
+        "repeated_query": {
+            "end_to_end_p50_ms": _p50_ms(repeated_s),
+            "faiss_search_p50_ms": _p50_ms(repeated_faiss_s),
+            "difference_ms": round(_p50_ms(repeated_s) - _p50_ms(repeated_faiss_s), 3),
+            "target": "difference <= 5 ms",
+        },
     }
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,6 +21,24 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def open_no_follow(path: Path) -> int:
+    """Open a file for reading without following a symlink in its last component (nor blocking on a FIFO)."""
+    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+
+
+def sha256_and_stat(path: Path) -> tuple[str, os.stat_result]:
+    """Return the sha256 of a regular file and the fstat of the very descriptor that was hashed."""
+    fd = open_no_follow(path)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest(), info
 
 
 def _fsync_rename(tmp: Path, dest: Path) -> None:
@@ -51,6 +71,8 @@ class BlobStore:
     def _write(self, key: str, source: BinaryIO | None, data: bytes | None) -> str:
         dest = self._path_for(key)
         if dest.exists():
+            # A fresh modification time tells the sweep (which spares young keys) that this key is wanted again.
+            os.utime(dest)
             return key
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
@@ -84,3 +106,10 @@ class BlobStore:
     def delete(self, key: str) -> None:
         """Remove a stored key if present."""
         self._path_for(key).unlink(missing_ok=True)
+
+    def stored_keys(self) -> Iterator[tuple[str, float]]:
+        """Yield every stored key with its modification time (temporary files excluded)."""
+        for prefix in ("blobs", "thumbnails"):
+            for path in sorted((self.root / prefix).glob("*/*")):
+                if path.is_file() and not path.name.startswith(".tmp-"):
+                    yield f"{prefix}/{path.name}", path.stat().st_mtime

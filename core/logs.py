@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from typing import Any, Literal
 
 LogFormat = Literal["json", "text"]
-# This project's loggers: module names (core.job_runner, index.vector.live, ...) and the API's sensorium.* ones.
+# This project's loggers: module names (core.jobs.runner, index.vector.live, ...) and the API's sensorium.* ones.
 PROJECT_LOGGERS = ("sensorium", "core", "index", "generators", "agent", "api")
 
 _request_id: ContextVar[str | None] = ContextVar("sensorium_request_id", default=None)

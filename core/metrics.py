@@ -40,6 +40,15 @@ JOB_SECONDS = Histogram(
     ["kind", "status"],
     buckets=_JOB_BUCKETS,
 )
+OCR_SECONDS = Histogram(
+    "sensorium_ocr_seconds_per_picture",
+    "Time OCR (text detection and recognition) took per image or scene picture read in this process.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, float("inf")),
+)
+OCR_REUSED = Counter(
+    "sensorium_ocr_reused_pictures",
+    "Scene pictures whose text was reused from the scene before (nearly the same frame), skipping OCR.",
+)
 for _outcome in INGEST_OUTCOMES:
     INGESTED_FILES.labels(_outcome)  # exported at 0 from the start, so rate() works from the first file
 
@@ -58,6 +67,14 @@ def count_ingested(outcomes: Iterable[str]) -> None:
     """Count committed files by outcome (``indexed``, ``skipped`` or ``failed``)."""
     for outcome in outcomes:
         INGESTED_FILES.labels(outcome).inc()
+
+
+def observe_ocr(seconds: float | None) -> None:
+    """Record the OCR time of one picture, or (None) a picture whose text was reused from the one before."""
+    if seconds is None:
+        OCR_REUSED.inc()
+    else:
+        OCR_SECONDS.observe(seconds)
 
 
 def observe_job(kind: str, status: str | None, seconds: float) -> None:

@@ -2,7 +2,7 @@
 
 Idempotent by job id: each stored output is checkpointed on the job, a retry skips outputs already stored (also
 found by their name ``<prompt slug>-<job id[:8]>-<index>.<format>``), and the blob store dedupes by content, so a retry never makes a
-second asset. The Celery task that calls this is generic (core/queue.py runs any kind listed in core.jobs.HANDLERS).
+second asset. The Celery task that calls this is generic (core/jobs/worker.py runs any kind listed in core.jobs.HANDLERS).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePath
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
 from core.db.models import TextEntry
@@ -62,6 +62,8 @@ _STOPWORDS = frozenset(
     ]
 )
 _MAX_TERMS = 32
+# Segments whose text is searchable: speech and the words read in pictures.
+TEXT_SEGMENT_KINDS = ("transcript", "ocr")
 
 
 def asset_body(name: str, tags: list[str]) -> str:
@@ -84,23 +86,54 @@ def query_terms(query: str) -> list[str]:
     return list(dict.fromkeys(kept))[:_MAX_TERMS]
 
 
-def text_hits(session: Session, query: str, limit: int) -> list[tuple[str, int | None]]:
-    """Return (asset id, segment id or None) of the best full-text matches, best first (any word matches)."""
+def text_hits(session: Session, query: str, limit: int) -> list[tuple[str, int | None, bool]]:
+    """Return (asset id, segment id or None, holds the whole phrase) of the best full-text matches, best first.
+
+    Entries holding the query as a phrase come first, then those holding all its words, then any of them
+    (each tier ranked by BM25 / ts_rank_cd): a line reading "Enable two-factor authentication" beats one
+    that merely shares most of its words.
+    """
     terms = query_terms(query)
     if not terms:
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        statement = text(
-            "SELECT e.asset_id, e.segment_id FROM text_entries e, to_tsquery('english', :q) q "
+    words = [w.lower() for w in _TOKEN.findall(query)]
+    postgres = session.get_bind().dialect.name == "postgresql"
+    tiers = _postgres_tiers(query, terms) if postgres else _sqlite_tiers(words, terms)
+    hits: dict[tuple[str, int | None], bool] = {}
+    for tier, (statement, params) in enumerate(tiers):
+        for row in session.execute(statement, {**params, "limit": limit}).all():
+            hits.setdefault((row[0], row[1]), tier == 0)
+        if len(hits) >= limit:
+            break
+    return [(asset_id, segment_id, phrase) for (asset_id, segment_id), phrase in list(hits.items())[:limit]]
+
+
+def _sqlite_tiers(words: list[str], terms: list[str]) -> list[tuple[TextClause, dict[str, str]]]:
+    statement = text(
+        "SELECT e.asset_id, e.segment_id FROM text_fts JOIN text_entries e ON e.id = text_fts.rowid "
+        "WHERE text_fts MATCH :q ORDER BY bm25(text_fts), e.id LIMIT :limit"
+    )
+    queries = []
+    if len(words) > 1:
+        queries.append('"' + " ".join(words) + '"')
+    if len(terms) > 1:
+        queries.append(" AND ".join(f'"{t}"' for t in terms))
+    queries.append(" OR ".join(f'"{t}"' for t in terms))
+    return [(statement, {"q": q}) for q in queries]
+
+
+def _postgres_tiers(query: str, terms: list[str]) -> list[tuple[TextClause, dict[str, str]]]:
+    def ranked(tsquery: str) -> TextClause:
+        return text(
+            f"SELECT e.asset_id, e.segment_id FROM text_entries e, {tsquery} q "
             "WHERE to_tsvector('english', e.body) @@ q "
             "ORDER BY ts_rank_cd(to_tsvector('english', e.body), q) DESC, e.id LIMIT :limit"
         )
-        # Words that are all stopwords in 'english' make an empty tsquery, which matches nothing.
-        params = {"q": " | ".join(terms), "limit": limit}
-    else:
-        statement = text(
-            "SELECT e.asset_id, e.segment_id FROM text_fts JOIN text_entries e ON e.id = text_fts.rowid "
-            "WHERE text_fts MATCH :q ORDER BY bm25(text_fts), e.id LIMIT :limit"
-        )
-        params = {"q": " OR ".join(f'"{t}"' for t in terms), "limit": limit}
-    return [(row[0], row[1]) for row in session.execute(statement, params).all()]
+
+    tiers = []
+    if len(terms) > 1:
+        tiers.append((ranked("phraseto_tsquery('english', :q)"), {"q": query}))
+        tiers.append((ranked("to_tsquery('english', :q)"), {"q": " & ".join(terms)}))
+    # Words that are all stopwords in 'english' make an empty tsquery, which matches nothing.
+    tiers.append((ranked("to_tsquery('english', :q)"), {"q": " | ".join(terms)}))
+    return tiers

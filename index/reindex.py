@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 
 from core.blobs import BlobStore
 from core.db.engine import read_session, write_session
-from core.db.models import Asset, Segment, TextEntry
+from core.db.models import Asset, AssetPass, Segment, TextEntry
 from core.settings import Settings, get_settings
 from index.encoders import get_encoder
 from index.ingest.discover import Candidate
@@ -29,6 +29,11 @@ class ReindexSummary:
     vectors: int
     reembedded: int = 0
     failed: int = 0
+    ocr_assets: int = 0
+    ocr_lines: int = 0
+
+
+REPROCESS_PASSES = ("scenes", "ocr")
 
 
 def rebuild_snapshot(settings: Settings | None = None) -> int:
@@ -50,19 +55,22 @@ def _source_path(asset: Asset, blobs: BlobStore) -> Path:
 
 
 def reembed(
-    settings: Settings | None = None, on_asset: Callable[[str, str | None], None] | None = None
+    settings: Settings | None = None,
+    on_asset: Callable[[str, str | None], None] | None = None,
+    kinds: tuple[str, ...] | None = None,
 ) -> ReindexSummary:
-    """Re-encode every indexed asset with the configured model, then rebuild the snapshot."""
+    """Re-encode every indexed asset (of ``kinds`` if given) with the configured model, then rebuild the snapshot."""
     settings = settings or get_settings()
     encoder = get_encoder(settings.encoder)
     blobs = BlobStore(settings.resolved_data_dir())
     ctx = PrepareContext(settings, encoder, blobs)
     with write_session(settings) as session:
         set_model(session, encoder.model_id)
+    statement = select(Asset.id).where(Asset.status == "indexed").order_by(Asset.id)
+    if kinds is not None:
+        statement = statement.where(Asset.kind.in_(kinds))
     with read_session(settings) as session:
-        asset_ids = (
-            session.execute(select(Asset.id).where(Asset.status == "indexed").order_by(Asset.id)).scalars().all()
-        )
+        asset_ids = session.execute(statement).scalars().all()
     done = failed = 0
     for asset_id in asset_ids:
         error = _reembed_asset(settings, ctx, blobs, asset_id)
@@ -80,7 +88,7 @@ def _reembed_asset(settings: Settings, ctx: PrepareContext, blobs: BlobStore, as
         asset = session.get(Asset, asset_id)
         if asset is None:
             return None
-        candidate = Candidate(_source_path(asset, blobs), asset.kind, asset.name, asset.collection, asset.tags)
+        candidate = Candidate(_source_path(asset, blobs), asset.kind, asset.name, tags=asset.tags)
         sha256, size = asset.sha256, asset.bytes
     try:
         prepared = preparer_for(candidate.kind)(candidate, sha256, size, ctx)
@@ -91,6 +99,7 @@ def _reembed_asset(settings: Settings, ctx: PrepareContext, blobs: BlobStore, as
         old_ids = list(session.execute(select(Segment.id).where(Segment.asset_id == asset_id)).scalars())
         session.execute(delete(Segment).where(Segment.asset_id == asset_id))
         session.execute(delete(TextEntry).where(TextEntry.asset_id == asset_id))
+        session.execute(delete(AssetPass).where(AssetPass.asset_id == asset_id))  # its OCR lines went too
         new = segment_rows(prepared, ctx.encoder.model_id)
         for segment in new:
             segment.asset_id = asset_id
@@ -102,3 +111,32 @@ def _reembed_asset(settings: Settings, ctx: PrepareContext, blobs: BlobStore, as
         log_changes(session, old_ids, "delete")
         log_changes(session, [s.id for s in new], "add")
     return None
+
+
+def reprocess(
+    passes: list[str],
+    settings: Settings | None = None,
+    on_asset: Callable[[str, str | None], None] | None = None,
+) -> ReindexSummary:
+    """Run media passes again over indexed assets: ``scenes`` re-cuts videos, ``ocr`` re-reads every picture.
+
+    This backfills assets indexed before a pass existed or changed; each pass resumes if interrupted.
+    """
+    from index.ocr_pass import PASS_NAME, run_ocr_pass
+
+    unknown = sorted(set(passes) - set(REPROCESS_PASSES))
+    if unknown:
+        raise ValueError(f"unknown pass {', '.join(unknown)}: choose from {', '.join(REPROCESS_PASSES)}")
+    settings = settings or get_settings()
+    summary = ReindexSummary(vectors=0)
+    if "scenes" in passes:
+        summary = reembed(settings, on_asset, kinds=("video",))
+    if "ocr" in passes:
+        with write_session(settings) as session:
+            session.execute(delete(AssetPass).where(AssetPass.name == PASS_NAME))
+    if "ocr" in passes or ("scenes" in passes and settings.ocr.enabled):
+        ocr = run_ocr_pass(settings, on_asset=on_asset)
+        summary.ocr_assets, summary.ocr_lines = ocr.assets, ocr.lines
+        summary.failed += ocr.failed
+        summary.vectors = rebuild_snapshot(settings)
+    return summary

@@ -12,11 +12,14 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, defer, lazyload
 
 from core.db.engine import read_session
-from core.db.models import Asset, AssetTag, Segment
+from core.db.hash_models import AssetVariant
+from core.db.models import Asset, AssetCollection, AssetTag, Segment
 from core.settings import Settings, get_settings
 from index.encoders import get_encoder
-from index.fulltext import text_hits
-from index.ingest.images import encoder_ready, open_image
+from index.encoders.queries import get_query_encoder
+from index.fulltext import TEXT_SEGMENT_KINDS, text_hits
+from index.fusion import fuse, only_visual_matches, rank_scores
+from index.ingest.images import decode_slot, encoder_ready, open_image
 from index.service import get_live_index
 from index.vector.live import vectors_from_bytes
 
@@ -37,6 +40,7 @@ class SearchFilters:
     collections: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    include_variants: bool = False  # near copies ingested with --near-duplicates link are hidden unless asked for
 
 
 @dataclass
@@ -53,6 +57,7 @@ class SearchRequest:
     limit: int = 10
     offset: int = 0
     mode: str = "hybrid"
+    micro_batch: bool = False  # encode a text query together with concurrent ones (serve's request threads)
 
 
 @dataclass
@@ -78,7 +83,8 @@ class SearchResult:
     fused_score: float | None
     segment: SegmentHit
     thumbnail_key: str | None = None
-    collection: str | None = None
+    collections: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
     def to_dict(self, url_for: Callable[[str, str], str | None] | None = None) -> dict[str, Any]:
         """Return the public result shape; ``url_for(asset_id, 'content'|'thumbnail'|...)`` fills URLs on the API.
@@ -99,7 +105,8 @@ class SearchResult:
             "name": self.name,
             "uri": self.uri,
             "kind": self.kind,
-            "collection": self.collection,
+            "collections": self.collections,
+            "tags": self.tags,
             "score": self.score,
             "fused_score": self.fused_score,
             "segment": segment,
@@ -110,10 +117,10 @@ class SearchResult:
 
 MODES = ("vector", "text", "hybrid")
 # Which segments each kind of query is compared with: spectrograms serve audio-to-audio similarity only.
-_TEXT_QUERY_SEGMENTS = ("image", "frame", "transcript")
+# Text-derived segments (transcripts, OCR) are ranked in a list of their own (index/fusion.py).
+_TEXT_QUERY_SEGMENTS = ("image", "frame")
 _IMAGE_QUERY_SEGMENTS = ("image", "frame")
 _AUDIO_QUERY_SEGMENTS = ("spectrogram",)
-_RRF_K = 60
 
 
 def validate(request: SearchRequest) -> None:
@@ -164,10 +171,15 @@ def _query_vector(request: SearchRequest, session: Session, settings: Settings) 
         vector = np.asarray(request.vector, dtype=np.float32).reshape(1, -1)
         return _mean_direction(vector), _TEXT_QUERY_SEGMENTS
     if request.text is not None:
-        return encoder.encode_texts([request.text]), _TEXT_QUERY_SEGMENTS
+        query = get_query_encoder(settings.encoder).encode(request.text, batched=request.micro_batch)
+        return query, _TEXT_QUERY_SEGMENTS
     if request.image is not None:
         try:
-            image, _ = open_image(request.image, settings.ingest.max_image_pixels)
+            limits = settings.ingest
+            with decode_slot(limits.max_concurrent_decodes):
+                image, _ = open_image(
+                    request.image, limits.max_image_pixels, max_decoded_bytes=limits.max_decoded_bytes
+                )
         except ValueError as exc:
             raise SearchError(f"query image unusable: {exc}") from None
         return encoder.encode_images([encoder_ready(image)]), _IMAGE_QUERY_SEGMENTS
@@ -195,23 +207,34 @@ def _asset_vector(session: Session, asset_id: str, model_id: str, dim: int) -> t
     return _mean_direction(vectors_from_bytes(list(blobs), dim)), kinds
 
 
+# Searchable assets: indexed and not in the trash.
+_LIVE = (Asset.status == "indexed", Asset.trashed_at.is_(None))
+
+
 def _filtered(statement: _S, filters: SearchFilters) -> _S:
     if filters.kinds:
         statement = statement.where(Asset.kind.in_(filters.kinds))
     if filters.collections:
-        statement = statement.where(Asset.collection.in_(filters.collections))
+        statement = statement.where(
+            select(AssetCollection.asset_id)
+            .where(AssetCollection.asset_id == Asset.id, AssetCollection.collection.in_(filters.collections))
+            .exists()
+        )
     if filters.sources:
         statement = statement.where(Asset.source.in_(filters.sources))
     for tag in filters.tags:
         statement = statement.where(
             select(AssetTag.asset_id).where(AssetTag.asset_id == Asset.id, AssetTag.tag == tag).exists()
         )
+    if not filters.include_variants:
+        statement = statement.where(~select(AssetVariant.asset_id).where(AssetVariant.asset_id == Asset.id).exists())
     return statement
 
 
-# Results need neither a segment's vector (2 KB each, k x oversample of them per search) nor the asset's tags.
+# Results need no segment's vector (2 KB each, k x oversample of them per search); labels load only for the
+# assets that make it into the results.
 _WITHOUT_VECTOR = defer(Segment.vector)
-_WITHOUT_TAGS = lazyload(Asset.tag_rows)
+_WITHOUT_TAGS = (lazyload(Asset.tag_rows), lazyload(Asset.collection_rows))
 
 
 def _hydrate(
@@ -223,8 +246,8 @@ def _hydrate(
         statement = _filtered(
             select(Segment, Asset)
             .join(Asset, Segment.asset_id == Asset.id)
-            .where(Segment.id.in_(chunk), Segment.kind.in_(segment_kinds), Asset.status == "indexed")
-            .options(_WITHOUT_VECTOR, _WITHOUT_TAGS),
+            .where(Segment.id.in_(chunk), Segment.kind.in_(segment_kinds), *_LIVE)
+            .options(_WITHOUT_VECTOR, *_WITHOUT_TAGS),
             filters,
         )
         for segment, asset in session.execute(statement).all():
@@ -257,17 +280,24 @@ def _result(asset: Asset, segment: Segment, score: float | None) -> SearchResult
         fused_score=None,
         segment=SegmentHit(segment.id, segment.kind, segment.t_start, segment.t_end, segment.text),
         thumbnail_key=segment.thumbnail_key or asset.thumbnail_key,
-        collection=asset.collection,
+        collections=asset.collections,
+        tags=asset.tags,
     )
 
 
-def _vector_results(request: SearchRequest, session: Session, settings: Settings, wanted: int) -> list[SearchResult]:
+def _vector_results(
+    request: SearchRequest,
+    session: Session,
+    settings: Settings,
+    wanted: int,
+    query: tuple[np.ndarray, tuple[str, ...]],
+) -> list[SearchResult]:
     """Return up to ``wanted`` assets by their best vector match, widening the FAISS search as filters demand."""
     index = get_live_index(settings)
-    query, segment_kinds = _query_vector(request, session, settings)
+    vector, segment_kinds = query
     k = max(_MIN_K, wanted * settings.index.oversample)
     while True:
-        scores, ids = index.search(query, k)
+        scores, ids = index.search(vector, k)
         valid = ids[0] >= 0
         seg_scores, seg_ids = scores[0][valid], ids[0][valid]
         if request.min_score is not None:
@@ -281,16 +311,39 @@ def _vector_results(request: SearchRequest, session: Session, settings: Settings
         k *= 4
 
 
-def _text_results(session: Session, text: str, filters: SearchFilters, wanted: int) -> list[SearchResult]:
-    """Return up to ``wanted`` assets ranked by full-text matches, each with the segment that matched."""
+def _derived_results(
+    request: SearchRequest, session: Session, settings: Settings, wanted: int, vector: np.ndarray
+) -> list[SearchResult]:
+    """Return assets ranked by a text query's cosine with their transcript and OCR lines; ``score`` stays None.
+
+    One FAISS search, not widened: text-derived segments are a ranking signal, not the result set.
+    """
+    index = get_live_index(settings)
+    scores, ids = index.search(vector, max(_MIN_K, 4 * wanted * settings.index.oversample))
+    valid = ids[0] >= 0
+    rows = _hydrate(session, ids[0][valid].tolist(), request.filters, TEXT_SEGMENT_KINDS)
+    results = _group(scores[0][valid], ids[0][valid], rows, None)[:wanted]
+    for result in results:
+        result.score = None
+    return results
+
+
+def _text_results(
+    session: Session, text: str, filters: SearchFilters, wanted: int
+) -> tuple[list[SearchResult], frozenset[str]]:
+    """Return up to ``wanted`` assets ranked by full-text matches, each with the segment that matched, and the
+    ids of those whose text holds the whole query phrase."""
     hits = text_hits(session, text, limit=wanted * 4)
     first_hit: dict[str, int | None] = {}
-    for asset_id, segment_id in hits:
+    exact: set[str] = set()
+    for asset_id, segment_id, phrase in hits:
         first_hit.setdefault(asset_id, segment_id)
+        if phrase:
+            exact.add(asset_id)
     if not first_hit:
-        return []
+        return [], frozenset()
     statement = _filtered(
-        select(Asset).where(Asset.id.in_(list(first_hit)), Asset.status == "indexed").options(_WITHOUT_TAGS),
+        select(Asset).where(Asset.id.in_(list(first_hit)), *_LIVE).options(*_WITHOUT_TAGS),
         filters,
     )
     assets: dict[str, Asset] = {asset.id: asset for asset in session.execute(statement).scalars()}
@@ -315,26 +368,7 @@ def _text_results(session: Session, text: str, filters: SearchFilters, wanted: i
             results.append(_result(asset, segment, None))
         if len(results) >= wanted:
             break
-    return results
-
-
-def _fuse(vector: list[SearchResult], text: list[SearchResult]) -> list[SearchResult]:
-    """Reciprocal rank fusion; the score stays the cosine of the best vector match (None if text only)."""
-    fused: dict[str, SearchResult] = {}
-    for rank, result in enumerate(vector, 1):
-        result.fused_score = 1.0 / (_RRF_K + rank)
-        fused[result.asset_id] = result
-    for rank, result in enumerate(text, 1):
-        contribution = 1.0 / (_RRF_K + rank)
-        known = fused.get(result.asset_id)
-        if known is None:
-            result.fused_score = contribution
-            fused[result.asset_id] = result
-            continue
-        known.fused_score = (known.fused_score or 0.0) + contribution
-        if result.segment.kind == "transcript":  # the words that matched say more than the nearest vector
-            known.segment, known.thumbnail_key = result.segment, result.thumbnail_key
-    return sorted(fused.values(), key=lambda r: (-(r.fused_score or 0.0), r.asset_id))
+    return results, frozenset(exact)
 
 
 def search(request: SearchRequest, settings: Settings | None = None) -> list[SearchResult]:
@@ -347,20 +381,23 @@ def search(request: SearchRequest, settings: Settings | None = None) -> list[Sea
         # Refuse what needs no model before loading it: full-text search never loads it at all.
         if request.asset_id is not None and session.get(Asset, request.asset_id) is None:
             raise SearchError(f"no asset with id {request.asset_id!r}")
-        if mode == "vector":
-            get_live_index(settings).catch_up(session)
-            return _vector_results(request, session, settings, wanted)[request.offset : wanted]
-        pool = max(wanted * 2, 50)
-        text = _text_results(session, request.text or "", request.filters, pool)
         if mode == "text":
-            for rank, result in enumerate(text, 1):
-                result.fused_score = 1.0 / (_RRF_K + rank)
-            return text[request.offset : wanted]
+            matches, _ = _text_results(session, request.text or "", request.filters, wanted)
+            return rank_scores(matches)[request.offset : wanted]
         get_live_index(settings).catch_up(session)
-        vector = _vector_results(request, session, settings, pool)
+        query = _query_vector(request, session, settings)
+        if request.text is None:
+            return _vector_results(request, session, settings, wanted, query)[request.offset : wanted]
+        pool = max(wanted * 2, 50)
+        visual = _vector_results(request, session, settings, pool, query)
+        lists = [_derived_results(request, session, settings, pool, query[0])]
+        exact: frozenset[str] = frozenset()
+        if mode == "hybrid":
+            matches, exact = _text_results(session, request.text, request.filters, pool)
+            lists.append(matches)
         if request.min_score is not None:
-            text = [r for r in text if r.asset_id in {v.asset_id for v in vector}]
-        return _fuse(vector, text)[request.offset : wanted]
+            lists = [only_visual_matches(results, visual) for results in lists]
+        return fuse(visual, *lists, exact=exact)[request.offset : wanted]
 
 
 def library_is_empty(settings: Settings | None = None) -> bool:

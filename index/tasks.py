@@ -1,8 +1,9 @@
 """Index jobs: server-side ingest of paths, a JSONL manifest, or staged uploads (run by core.jobs).
 
 A distributed ingest (``distributed: true``) walks the library once, then fans its files out in chunks of
-``ingest.chunk_size`` to ``ingest_chunk`` jobs on the ``ingest`` queue (core/job_fanout.py): each chunk runs whole
-on one worker, is retried like any job, and the parent's result merges theirs. Workers write only the database;
+``ingest.chunk_size`` to ``ingest_chunk`` jobs on the ``ingest`` queue (core/jobs/fanout.py): each chunk runs whole
+on one worker, is retried like any job, and the parent's result merges theirs (merge_ingest_results, registered
+here as the ``ingest`` kind's merge hook). Workers write only the database;
 every process's index catches up from the change log, so no index file has two writers.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.jobs import ChildOutcome, register_merge, sum_into
 from index.ingest.discover import Candidate, PathNotAllowed, Rejected, discover
 from index.ingest.manifest import read_manifest
 
@@ -74,9 +76,32 @@ def _as_item(candidate: Candidate) -> dict[str, Any]:
     }
 
 
+_FAILED_PATHS_CAP = 1_000  # file paths listed over all failed chunks of one ingest; the counts stay exact
+
+
+def merge_ingest_results(own: dict[str, Any], children: Iterator[ChildOutcome]) -> dict[str, Any]:
+    """Merge a distributed ingest's chunk results into its own: counts summed, asset ids and failures
+    concatenated, and each chunk that did not succeed listed with its files, so the admin knows what to resubmit."""
+    merged = dict(own)
+    failed_chunks: list[dict[str, Any]] = []
+    listed = 0
+    for child in children:
+        sum_into(merged, child.result)
+        if child.status != "succeeded":
+            paths = [str(item.get("path")) for item in child.params.get("items") or [] if isinstance(item, dict)]
+            kept = paths[: max(0, _FAILED_PATHS_CAP - listed)]
+            listed += len(kept)
+            failed_chunks.append({"job_id": child.job_id, "files": len(paths), "paths": kept})
+    merged["failed_chunks"] = failed_chunks
+    return merged
+
+
+register_merge("ingest", merge_ingest_results)
+
+
 def _fan_out_paths(ctx: JobContext, settings: Settings) -> dict[str, Any]:
     """Walk the request once and hand its files to chunk jobs; files refused while walking are reported here."""
-    from core.job_fanout import fan_out
+    from core.jobs import fan_out
 
     own: dict[str, Any] = {"indexed": 0, "skipped": 0, "failed": 0, "asset_ids": [], "failures": []}
     chunk_size = int(ctx.params.get("chunk_size") or settings.ingest.chunk_size)

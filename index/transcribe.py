@@ -33,12 +33,22 @@ class TranscriberUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class TranscriptSegment:
-    """A stretch of speech [t_start, t_end] in seconds and its text."""
+class Word:
+    """One spoken word [t_start, t_end] in seconds; ``text`` keeps Whisper's leading space."""
 
     t_start: float
     t_end: float
     text: str
+
+
+@dataclass(frozen=True)
+class TranscriptSegment:
+    """A stretch of speech [t_start, t_end] in seconds, its text and (when the backend gives them) its words."""
+
+    t_start: float
+    t_end: float
+    text: str
+    words: tuple[Word, ...] = ()
 
 
 class Transcriber(Protocol):
@@ -52,7 +62,8 @@ class Transcriber(Protocol):
 class FasterWhisperTranscriber:
     """Whisper through CTranslate2 (faster-whisper): int8 on CPU, float16 on CUDA."""
 
-    def __init__(self, model: str, device: str = "auto") -> None:
+    def __init__(self, model: str, device: str = "auto", beam_size: int = 1) -> None:
+        self._beam_size = beam_size
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
@@ -85,7 +96,9 @@ class FasterWhisperTranscriber:
             return []
         # Word timestamps tighten each segment to its first and last word: Whisper's own segment bounds
         # start at the 30 s window's edge, so leading silence would otherwise count as speech.
-        segments, _info = self._model.transcribe(samples, beam_size=5, vad_filter=False, word_timestamps=True)
+        segments, _info = self._model.transcribe(
+            samples, beam_size=self._beam_size, vad_filter=False, word_timestamps=True
+        )
         # `segments` is a lazy generator: decoding happens while it is consumed.
         return [_tightened(s) for s in segments if s.text.strip()]
 
@@ -94,13 +107,15 @@ def _tightened(segment: Any) -> TranscriptSegment:
     words = segment.words or []
     start = float(words[0].start) if words else float(segment.start)
     end = float(words[-1].end) if words else float(segment.end)
-    return TranscriptSegment(start, max(end, start), segment.text.strip())
+    spoken = tuple(Word(float(w.start), float(w.end), str(w.word)) for w in words)
+    return TranscriptSegment(start, max(end, start), segment.text.strip(), spoken)
 
 
 class OpenAIWhisperTranscriber:
     """Whisper through openai-whisper (PyTorch): a model name or a .pt checkpoint; fp16 on CUDA."""
 
-    def __init__(self, model: str, device: str = "auto") -> None:
+    def __init__(self, model: str, device: str = "auto", beam_size: int = 1) -> None:
+        self._beam_size = beam_size
         whisper = _import_openai_whisper()
         import torch
 
@@ -130,20 +145,26 @@ class OpenAIWhisperTranscriber:
             return []
         fp16 = self._device.startswith("cuda")
         # An array, never a path: openai-whisper would shell out to an ffmpeg binary to decode a path.
+        beam = {"beam_size": self._beam_size} if self._beam_size > 1 else {}
         try:
-            result = self._model.transcribe(samples, fp16=fp16, verbose=None)
+            result = self._model.transcribe(samples, fp16=fp16, verbose=None, word_timestamps=True, **beam)
         except ValueError:
             # Sampling at the fallback temperatures fails on all-masked (NaN) logits, a known openai-whisper
             # failure on some inputs; greedy decoding has no sampling step and cannot hit it.
-            result = self._model.transcribe(samples, fp16=fp16, verbose=None, temperature=0.0)
+            result = self._model.transcribe(samples, fp16=fp16, verbose=None, temperature=0.0, word_timestamps=True)
         return [
-            TranscriptSegment(float(s["start"]), float(s["end"]), str(s["text"]).strip())
+            TranscriptSegment(
+                float(s["start"]),
+                float(s["end"]),
+                str(s["text"]).strip(),
+                tuple(Word(float(w["start"]), float(w["end"]), str(w["word"])) for w in s.get("words", [])),
+            )
             for s in result["segments"]
             if str(s["text"]).strip()
         ]
 
 
-_BACKENDS: dict[str, Callable[[str, str], Transcriber]] = {
+_BACKENDS: dict[str, Callable[[str, str, int], Transcriber]] = {
     "faster-whisper": FasterWhisperTranscriber,
     "openai-whisper": OpenAIWhisperTranscriber,
 }
@@ -153,13 +174,13 @@ def get_transcriber(settings: WhisperSettings) -> Transcriber:
     """Return the transcriber the settings name, built once per (backend, model, device) and then reused."""
     if settings.backend not in _BACKENDS:
         raise ValueError(f"unknown Whisper backend {settings.backend!r}; choose one of {sorted(_BACKENDS)}")
-    return _cached_transcriber(settings.backend, settings.model, settings.device)
+    return _cached_transcriber(settings.backend, settings.model, settings.device, settings.beam_size)
 
 
 @lru_cache(maxsize=4)
-def _cached_transcriber(backend: str, model: str, device: str) -> Transcriber:
+def _cached_transcriber(backend: str, model: str, device: str, beam_size: int) -> Transcriber:
     """Build a transcriber; lru_cache keeps loaded models (failures are not cached)."""
-    return _BACKENDS[backend](model, device)
+    return _BACKENDS[backend](model, device, beam_size)
 
 
 def _prepare(audio: np.ndarray) -> np.ndarray | None:

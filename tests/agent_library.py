@@ -23,15 +23,19 @@ def ingest_images(settings: Settings, folder: Path, count: int) -> list[str]:
 def plant(settings: Settings, text: str, name: str = "planted.png") -> str:
     """Store an image asset whose vector is the encoder's embedding of ``text`` (cosine 1 for that query)."""
     from index.encoders import get_encoder
+    from index.ingest.claims import Sighting, claim
     from index.ingest.discover import Candidate
     from index.ingest.prepared import PreparedAsset, PreparedSegment
     from index.ingest.writer import write_batch
 
     encoder = get_encoder(settings.encoder)
     candidate = Candidate(path=settings.resolved_data_dir() / name, kind="image", name=name)
+    sha256 = hashlib.sha256(text.encode()).hexdigest()
+    claimed = claim(settings, Sighting(sha256, 1, "image", name, path=str(candidate.path)))
     prepared = PreparedAsset(
+        asset_id=claimed.asset_id,
         candidate=candidate,
-        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        sha256=sha256,
         size=1,
         mime="image/png",
         width=64,

@@ -9,11 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import EncoderSettings, Settings
+from core.settings import EncoderSettings, OcrSettings, Settings
 
 POSTGRES_ADMIN_URL = os.environ.get("SENSORIUM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1/test")
 TINY_ENCODER = EncoderSettings(model="tiny-clip", pretrained="none", batch_size=16)
-TINY_ENV = {"SENSORIUM_ENCODER__MODEL": "tiny-clip", "SENSORIUM_ENCODER__PRETRAINED": "none"}
+# OCR (real PP-OCR models, about 0.5 s a picture here) is off unless a test turns it on: tests/integration/test_ocr.py.
+NO_OCR = OcrSettings(enabled=False)
+TINY_ENV = {
+    "SENSORIUM_ENCODER__MODEL": "tiny-clip",
+    "SENSORIUM_ENCODER__PRETRAINED": "none",
+    "SENSORIUM_OCR__ENABLED": "false",
+}
 
 
 def _postgres_database() -> Iterator[str]:
@@ -64,7 +70,7 @@ def settings(tmp_path: Path, database_url: str | None) -> Iterator[Settings]:
     """Isolated settings: a temp data dir, the parametrized database, the tiny random encoder."""
     from index.service import forget_live_indexes
 
-    yield Settings(data_dir=tmp_path / "data", database_url=database_url, encoder=TINY_ENCODER)
+    yield Settings(data_dir=tmp_path / "data", database_url=database_url, encoder=TINY_ENCODER, ocr=NO_OCR)
     forget_live_indexes()
 
 

@@ -1,16 +1,19 @@
-"""Job handlers that exercise core/job_fanout.py without media: a parent that fans out, children that may fail."""
+"""Job handlers that exercise core/jobs/fanout.py without media: a parent that fans out, children that may fail.
+
+The parent kind merges its children's results with ingest's hook (its children's params have the same items)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from core.job_fanout import fan_out
-from core.jobs import JobCanceled, JobContext, JobFailed, RetryableJobError
+from core.jobs import JobCanceled, JobContext, JobFailed, RetryableJobError, fan_out, register_merge
+from index.tasks import merge_ingest_results
 
 PARENT_KIND = "test_fan"
 CHILD_KIND = "test_fan_child"
 HANDLERS = {PARENT_KIND: "tests.fanout_handlers:run_parent", CHILD_KIND: "tests.fanout_handlers:run_child"}
+register_merge(PARENT_KIND, merge_ingest_results)
 
 
 def run_parent(ctx: JobContext) -> dict[str, Any]:

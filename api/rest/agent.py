@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 from litestar import Controller, Request, Response, get, post
@@ -17,6 +17,10 @@ from api.rest.jobs import JobOut
 from api.rest.openapi import json_schema, operation
 from api.rest.problems import ProblemError, problem_responses
 from api.rest.state import ApiState
+from api.rest.uris import visible_uri
+
+if TYPE_CHECKING:
+    from agent.loop import StartedAgent
 
 JSON = "application/json"
 MAX_WAIT_S = 300.0
@@ -62,15 +66,14 @@ class ToolList(BaseModel):
     tools: list[dict[str, Any]]
 
 
-def _run(state: ApiState, who: Principal, body: AgentBody, base_url: str) -> dict[str, Any]:
-    from agent.loop import AgentInputError, run_agent
+def _start(state: ApiState, who: Principal, body: AgentBody, base_url: str) -> StartedAgent:
+    from agent.loop import AgentInputError, start_agent
 
     try:
-        return run_agent(
+        return start_agent(
             body.request,
             settings=state.settings,
             scopes=who.scopes,
-            wait_s=body.wait,
             plan_only=body.plan_only,
             generator=body.generator,
             owner_key_id=who.key_id,
@@ -78,6 +81,18 @@ def _run(state: ApiState, who: Principal, body: AgentBody, base_url: str) -> dic
         )
     except AgentInputError as exc:
         raise ProblemError("validation-error", str(exc), errors=[("request", str(exc))]) from None
+
+
+def _finish(state: ApiState, started: StartedAgent, waited: bool) -> dict[str, Any]:
+    """Finish the run with its generation job re-read if it was waited for."""
+    from agent.loop import finish_agent
+    from core.jobs import get_job, job_to_dict
+
+    job = started.job
+    if job is not None and waited:
+        found = get_job(job["id"], state.settings)
+        job = job_to_dict(found) if found is not None else job
+    return finish_agent(started, job)
 
 
 class AgentController(Controller):
@@ -105,12 +120,22 @@ class AgentController(Controller):
         """
         state: ApiState = request.app.state.api
         body = parse_json_model(await read_limited(request, state.settings.api.max_json_bytes), AgentBody)
-        result = await anyio.to_thread.run_sync(_run, state, principal(request), body, str(request.base_url))
+        who = principal(request)
+        wait_s = 0.0 if body.plan_only else body.wait
+        async with state.waiter.slot(who.key_id, wait_s):  # over the key's wait cap: 429 before any tool runs
+            started = await anyio.to_thread.run_sync(_start, state, who, body, str(request.base_url))
+            job = started.job
+            waits = job is not None and wait_s > 0 and job["status"] in ("queued", "running")
+            if job is not None and waits:
+                await state.waiter.until_ended(str(job["id"]), wait_s)
+        result = await anyio.to_thread.run_sync(_finish, state, started, waits)
+        for asset in result["assets"]:
+            asset["uri"] = visible_uri(asset.get("uri"), who.is_admin, state.settings.ingest.allowed_roots)
         out = AgentResponse.model_validate(
             {**result, "jobs": [{**job, "url": f"/v1/jobs/{job['id']}"} for job in result["jobs"]]}
         )
-        pending = [job.url for job in out.jobs if job.status in ("queued", "running")]
-        return Response(out, status_code=202 if pending else 200, headers={"Location": pending[0]} if pending else {})
+        running = [job.url for job in out.jobs if job.status in ("queued", "running")]
+        return Response(out, status_code=202 if running else 200, headers={"Location": running[0]} if running else {})
 
     @get(
         "/tools",

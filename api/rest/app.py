@@ -18,10 +18,12 @@ from api.rest.agent import AgentController
 from api.rest.assets import AssetController
 from api.rest.auth import api_guard
 from api.rest.docs import OfflineSwaggerPlugin
+from api.rest.duplicates import DuplicateController
 from api.rest.generate import GenerateController
 from api.rest.health import healthz, readyz, warm_up
 from api.rest.ingest import IngestController
 from api.rest.jobs import JobController
+from api.rest.json_depth import JsonDepthLimit
 from api.rest.keys import KeyController
 from api.rest.metrics import metrics, metrics_registry
 from api.rest.middleware import RequestContextMiddleware
@@ -32,6 +34,7 @@ from api.rest.ratelimit import RateLimiter
 from api.rest.search import SearchController
 from api.rest.signing import UrlSigner, load_signing_key
 from api.rest.state import ApiState
+from api.rest.waits import JobWaiter
 from core.settings import Settings, get_settings
 
 log = logging.getLogger("sensorium.api")
@@ -55,7 +58,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     state = ApiState(
         settings=settings,
         signer=UrlSigner(load_signing_key(settings), settings.api.url_ttl_s),
-        limiter=RateLimiter(settings.api.rate_limit_per_minute),
+        limiter=RateLimiter(settings.api.rate_limit_per_minute, redis_url=settings.broker_url),
+        waiter=JobWaiter(settings),
     )
     v1 = Router(
         "/v1",
@@ -68,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             GenerateController,
             KeyController,
             AgentController,
+            DuplicateController,
         ],
         guards=[api_guard],
         security=[{BEARER: []}],
@@ -80,7 +85,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         start_embedded_executor(settings)  # embedded mode: this process runs queued jobs
 
     def on_shutdown(app: Litestar) -> None:
-        from core.job_executor import stop_executors
+        from core.jobs import stop_executors
 
         stop_executors()  # lets running embedded jobs finish; queued ones resume at the next start
 
@@ -114,7 +119,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     # Outermost, so unmatched routes (404/405) and errors also get a request id and an access-log line.
-    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    app.asgi_handler = RequestContextMiddleware(
+        JsonDepthLimit(app.asgi_handler, settings.api.max_json_depth, settings.api.max_json_bytes)
+    )
     return app
 
 

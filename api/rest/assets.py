@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio.to_thread
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import Stream
@@ -29,6 +29,7 @@ from api.rest.state import ApiState
 if TYPE_CHECKING:
     from core.db.models import Asset
     from core.settings import Settings
+    from index.content import OpenContent
 
 MULTIPART = "multipart/form-data"
 MAX_UPLOAD_FILES = 16
@@ -45,6 +46,30 @@ class AssetPage(BaseModel):
 
     items: list[AssetOut]
     next_cursor: str | None
+
+
+class AssetPatch(RequestModel):
+    """New values for an asset; a list replaces the current one, an omitted field stays as it is."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=1024)
+    tags: list[Tag] | None = Field(default=None, max_length=256)
+    collections: list[Tag] | None = Field(default=None, max_length=64)
+
+
+class BulkLabels(RequestModel):
+    """Tags and collections to add to and remove from several assets at once (one transaction)."""
+
+    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=1000)
+    add: list[Tag] = Field(default_factory=list, max_length=64)
+    remove: list[Tag] = Field(default_factory=list, max_length=64)
+    add_collections: list[Tag] = Field(default_factory=list, max_length=64)
+    remove_collections: list[Tag] = Field(default_factory=list, max_length=64)
+
+
+class AssetList(BaseModel):
+    """The assets a bulk operation changed."""
+
+    items: list[AssetOut]
 
 
 class UploadFields(RequestModel):
@@ -73,29 +98,25 @@ class UploadResult(BaseModel):
 
 
 def _load(asset_id: str, settings: Settings) -> Asset:
-    from core.db.engine import read_session
-    from core.db.models import Asset
+    from index.services.assets import AssetNotFound, get_asset
 
-    with read_session(settings) as session:
-        asset = session.get(Asset, asset_id)
-        if asset is None:
-            raise ProblemError("not-found", f"no asset with id {asset_id!r}")
-        asset.tags  # noqa: B018 - load tags before the session closes
-        return asset
+    try:
+        return get_asset(settings, asset_id, include_trashed=False)
+    except AssetNotFound as exc:
+        raise ProblemError("not-found", str(exc)) from None
 
 
-def _content_path(asset: Asset, settings: Settings) -> Path:
-    from core.blobs import BlobStore
+def _slug(exc: Exception) -> str:
+    from index.content import AssetMissing
 
-    if asset.blob_key:
-        path = BlobStore(settings.resolved_data_dir()).path(asset.blob_key)
-    elif asset.uri:
-        path = Path(asset.uri)
-    else:
-        raise ProblemError("content-unavailable", "the asset has no stored content")
-    if not path.is_file():
-        raise ProblemError("content-unavailable", f"the asset's file is missing: {asset.uri or asset.blob_key}")
-    return path
+    return "not-found" if isinstance(exc, AssetMissing) else "content-unavailable"
+
+
+def _stream(opened: OpenContent, range_header: str | None, etag: str | None) -> Stream:
+    media_type = opened.mime or mimetypes.guess_type(opened.name)[0] or "application/octet-stream"
+    return file_response(
+        opened.handle, opened.size, media_type, filename=opened.name, range_header=range_header, etag=etag
+    )
 
 
 def _encode_cursor(asset: Asset) -> str:
@@ -140,42 +161,23 @@ class AssetController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
         offset: Annotated[int | None, Parameter(ge=0, le=1_000_000, description="Instead of cursor.")] = None,
+        trash: Annotated[bool, Parameter(description="true: list the trash instead of live assets.")] = False,
     ) -> AssetPage:
         """Return assets newest first, filtered; page with `cursor` (preferred) or `offset`."""
-        from sqlalchemy import and_, or_, select
-
-        from core.db.engine import read_session
-        from core.db.models import Asset, AssetTag
+        from index.services.assets import AssetFilters, list_assets
 
         if cursor is not None and offset is not None:
             raise ProblemError(
                 "validation-error", "give cursor or offset, not both", errors=[("query.offset", "not with cursor")]
             )
         state: ApiState = request.app.state.api
-        statement = select(Asset).order_by(Asset.created_at.desc(), Asset.id.desc())
-        if kind:
-            statement = statement.where(Asset.kind == kind)
-        if collection:
-            statement = statement.where(Asset.collection == collection)
-        if source:
-            statement = statement.where(Asset.source == source)
-        if status:
-            statement = statement.where(Asset.status == status)
-        for name in tag or []:
-            statement = statement.where(
-                select(AssetTag.asset_id).where(AssetTag.asset_id == Asset.id, AssetTag.tag == name).exists()
-            )
-        if cursor is not None:
-            created, last_id = _decode_cursor(cursor)
-            statement = statement.where(
-                or_(Asset.created_at < created, and_(Asset.created_at == created, Asset.id < last_id))
-            )
-        statement = statement.limit(limit + 1).offset(offset or 0)
+        filters = AssetFilters(kind, collection, list(tag or []), source, status, trash=trash)
+        after = _decode_cursor(cursor) if cursor is not None else None
+        rows = list_assets(state.settings, filters, limit + 1, after, offset or 0)
         base = str(request.base_url)
-        with read_session(state.settings) as session:
-            rows = list(session.execute(statement).scalars())
-            items = [asset_out(a, state, base) for a in rows[:limit]]
-            next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+        is_admin = principal(request).is_admin
+        items = [asset_out(a, state, base, is_admin) for a in rows[:limit]]
+        next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
         return AssetPage(items=items, next_cursor=next_cursor)
 
     @get(
@@ -188,7 +190,7 @@ class AssetController(Controller):
     def get_asset(self, request: Request[Any, Any, Any], asset_id: str) -> AssetOut:
         """Return one asset with signed content and thumbnail URLs."""
         state: ApiState = request.app.state.api
-        return asset_out(_load(asset_id, state.settings), state, str(request.base_url))
+        return asset_out(_load(asset_id, state.settings), state, str(request.base_url), principal(request).is_admin)
 
     @get(
         "/{asset_id:str}/content",
@@ -207,17 +209,18 @@ class AssetController(Controller):
         signature: Annotated[str | None, SIGNED_QUERY["signature"]] = None,
         range_header: Annotated[str | None, Parameter(header="Range", required=False)] = None,
     ) -> Stream:
-        """Stream the original file; honours a single `Range: bytes=...` (206); needs a key or a signed URL."""
+        """Stream the original file; honours a single `Range: bytes=...` (206); needs a key or a signed URL.
+
+        A file referenced in place is served only while it is the very file that was indexed.
+        """
+        from index.content import ContentUnavailable, open_content
+
         state: ApiState = request.app.state.api
-        asset = _load(asset_id, state.settings)
-        media_type = asset.mime or mimetypes.guess_type(asset.name)[0] or "application/octet-stream"
-        return file_response(
-            _content_path(asset, state.settings),
-            media_type,
-            filename=asset.name,
-            range_header=range_header,
-            etag=asset.sha256,
-        )
+        try:
+            opened = open_content(state.settings, asset_id)
+        except ContentUnavailable as exc:
+            raise ProblemError(_slug(exc), str(exc)) from None
+        return _stream(opened, range_header, opened.sha256)
 
     @get(
         "/{asset_id:str}/thumbnail",
@@ -237,31 +240,75 @@ class AssetController(Controller):
         range_header: Annotated[str | None, Parameter(header="Range", required=False)] = None,
     ) -> Stream:
         """Stream the JPEG thumbnail; needs a key or a signed URL."""
-        from core.blobs import BlobStore
+        from index.content import ContentUnavailable, open_thumbnail
 
         state: ApiState = request.app.state.api
-        asset = _load(asset_id, state.settings)
-        if not asset.thumbnail_key:
-            raise ProblemError("content-unavailable", "this asset has no thumbnail")
-        path = BlobStore(state.settings.resolved_data_dir()).path(asset.thumbnail_key)
-        if not path.is_file():
-            raise ProblemError("content-unavailable", "the thumbnail file is missing")
-        return file_response(path, "image/jpeg", filename=f"{Path(asset.name).stem}.jpg", range_header=range_header)
+        try:
+            opened = open_thumbnail(state.settings, asset_id)
+        except ContentUnavailable as exc:
+            raise ProblemError(_slug(exc), str(exc)) from None
+        return _stream(opened, range_header, None)
+
+    @patch(
+        "/{asset_id:str}",
+        summary="Rename an asset, or replace its tags or collections",
+        opt={"scope": "ingest"},
+        responses=problem_responses(400, 401, 403, 404, 422, 429),
+        sync_to_thread=True,
+    )
+    def patch_asset(self, request: Request[Any, Any, Any], asset_id: str, data: AssetPatch) -> AssetOut:
+        """Change an asset's name, tags or collections; return it."""
+        from index.services.assets import AssetNotFound, update_asset
+
+        state: ApiState = request.app.state.api
+        try:
+            asset = update_asset(state.settings, asset_id, name=data.name, tags=data.tags, collections=data.collections)
+        except AssetNotFound as exc:
+            raise ProblemError("not-found", str(exc)) from None
+        return asset_out(asset, state, str(request.base_url), principal(request).is_admin)
+
+    @post(
+        "/labels",
+        status_code=200,
+        summary="Add and remove tags and collections on many assets",
+        opt={"scope": "ingest"},
+        responses=problem_responses(400, 401, 403, 404, 422, 429),
+        sync_to_thread=True,
+    )
+    def bulk_labels(self, request: Request[Any, Any, Any], data: BulkLabels) -> AssetList:
+        """Apply the changes to every asset, or to none when an id is unknown (404 names it)."""
+        from index.services.assets import AssetNotFound, relabel
+
+        state: ApiState = request.app.state.api
+        try:
+            assets = relabel(
+                state.settings,
+                data.ids,
+                add_tags=data.add,
+                remove_tags=data.remove,
+                add_collections=data.add_collections,
+                remove_collections=data.remove_collections,
+            )
+        except AssetNotFound as exc:
+            raise ProblemError("not-found", str(exc)) from None
+        base = str(request.base_url)
+        return AssetList(items=[asset_out(a, state, base, principal(request).is_admin) for a in assets])
 
     @delete(
         "/{asset_id:str}",
-        summary="Delete an asset",
+        summary="Move an asset to the trash",
         opt={"scope": "ingest"},
         responses=problem_responses(401, 403, 404, 429),
         sync_to_thread=True,
     )
     def delete_asset(self, request: Request[Any, Any, Any], asset_id: str) -> None:
-        """Delete an asset and remove its segments from every process's index."""
-        from index.assets import AssetNotFound, delete_asset
+        """Move an asset to the trash: hidden from search at once, purged after `assets.trash_days`."""
+        from index.services.assets import AssetNotFound, trash_assets
 
         state: ApiState = request.app.state.api
+        _load(asset_id, state.settings)  # already in the trash: 404, as for any asset the API no longer shows
         try:
-            delete_asset(asset_id, state.settings)
+            trash_assets(state.settings, [asset_id])
         except AssetNotFound:
             raise ProblemError("not-found", f"no asset with id {asset_id!r}") from None
 
@@ -329,10 +376,12 @@ def _check_decodable(file: UploadedFile, kind: str, settings: Settings) -> str |
     if file.size == 0:
         return "empty file (0 bytes)"
     if kind == "image":
-        from index.ingest.images import open_image
+        from index.ingest.images import decode_slot, open_image
 
+        limits = settings.ingest
         try:
-            open_image(file.path, settings.ingest.max_image_pixels)
+            with decode_slot(limits.max_concurrent_decodes):
+                open_image(file.path, limits.max_image_pixels, max_decoded_bytes=limits.max_decoded_bytes)
         except ValueError as exc:
             return str(exc)
         return None
@@ -391,7 +440,9 @@ def _store_uploads(
             )
         status: Literal["created", "existing"] = "created" if outcome.status == "indexed" else "existing"
         items[i] = UploadItem(
-            name=file.filename, status=status, asset=asset_out(_load(outcome.asset_id, settings), state, base_url)
+            name=file.filename,
+            status=status,
+            asset=asset_out(_load(outcome.asset_id, settings), state, base_url, who.is_admin),
         )
     job: JobOut | None = None
     if staged:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote
 
-import anyio
+import anyio.to_thread
 from litestar.response import Stream
 
 from api.rest.problems import ProblemError
 
 CHUNK = 256 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_MAX_RANGE_DIGITS = 19  # 10**19 bytes is beyond any file; longer numbers are not even worth int()
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -29,6 +31,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     first, last = match.groups()
     if not first and not last:
         return None
+    if max(len(first), len(last)) > _MAX_RANGE_DIGITS:
+        raise ProblemError(
+            "range-not-satisfiable",
+            f"range positions have at most {_MAX_RANGE_DIGITS} digits; the content is {size} bytes long",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
     if not first:  # suffix range: the last N bytes
         length = int(last)
         if length == 0 or size == 0:
@@ -49,24 +57,36 @@ def _unsatisfiable(size: int) -> ProblemError:
     )
 
 
-async def _chunks(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
-    async with await anyio.open_file(path, "rb") as handle:
-        await handle.seek(start)
-        remaining = length
+async def _chunks(handle: BinaryIO, start: int, length: int) -> AsyncIterator[bytes]:
+    """Read from the descriptor that was opened and checked, never from the path again."""
+    try:
+        offset, remaining = start, length
         while remaining > 0:
-            data = await handle.read(min(CHUNK, remaining))
+            data = await anyio.to_thread.run_sync(os.pread, handle.fileno(), min(CHUNK, remaining), offset)
             if not data:
                 break  # the file shrank under us; the client sees a short body rather than a hang
+            offset += len(data)
             remaining -= len(data)
             yield data
+    finally:
+        handle.close()
 
 
 def file_response(
-    path: Path, media_type: str, *, filename: str, range_header: str | None, etag: str | None = None
+    handle: BinaryIO,
+    size: int,
+    media_type: str,
+    *,
+    filename: str,
+    range_header: str | None,
+    etag: str | None = None,
 ) -> Stream:
-    """Return a streaming response for ``path``: 206 with Content-Range for a satisfiable range, else 200."""
-    size = path.stat().st_size
-    wanted = parse_range(range_header, size)
+    """Return a streaming response reading ``handle`` (closed when done): 206 for a satisfiable range, else 200."""
+    try:
+        wanted = parse_range(range_header, size)
+    except ProblemError:
+        handle.close()
+        raise
     start, end = wanted if wanted is not None else (0, size - 1)
     length = max(0, end - start + 1)
     headers = {
@@ -82,7 +102,7 @@ def file_response(
     if wanted is not None:
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     return Stream(
-        _chunks(path, start, length),
+        _chunks(handle, start, length),
         status_code=206 if wanted is not None else 200,
         media_type=media_type,
         headers=headers,

@@ -20,6 +20,7 @@ from api.rest.openapi import form_schema, json_schema, operation
 from api.rest.problems import ProblemError, problem_responses
 from api.rest.schemas import RequestModel
 from api.rest.state import ApiState
+from api.rest.waits import wait_for_job
 from generators.params import GenerationRequest
 
 if TYPE_CHECKING:
@@ -111,13 +112,13 @@ def _submit(state: ApiState, who: Principal, data: dict[str, Any], idempotency_k
         raise ProblemError("invalid-generation", str(exc), errors=[("generator", str(exc))]) from None
 
 
-def _submit_and_wait(
+async def _submit_and_wait(
     state: ApiState, who: Principal, data: dict[str, Any], idempotency_key: str | None, wait_s: float
 ) -> Job:
-    from core.jobs import wait
-
-    job = _submit(state, who, data, idempotency_key)
-    return wait(job.id, wait_s, state.settings) if wait_s > 0 else job
+    """Submit in a thread, then wait for the job on the event loop (no thread held while waiting)."""
+    async with state.waiter.slot(who.key_id, wait_s):  # over the key's wait cap: 429 before anything is queued
+        job = await anyio.to_thread.run_sync(_submit, state, who, data, idempotency_key)
+        return await wait_for_job(state.waiter, job, wait_s)
 
 
 def _store_init_image(state: ApiState, path: Any, name: str) -> str:
@@ -190,7 +191,7 @@ class GenerateController(Controller):
         else:
             body = parse_json_model(await read_limited(request, state.settings.api.max_json_bytes), GenerateBody)
         data = body.model_dump(exclude_unset=True)
-        job = await anyio.to_thread.run_sync(_submit_and_wait, state, who, data, idempotency_key, wait)
+        job = await _submit_and_wait(state, who, data, idempotency_key, wait)
         out = job_out(job)
         finished = out.status in ("succeeded", "failed", "canceled")
         return Response(out, status_code=200 if finished else 202, headers={"Location": out.url})
@@ -242,7 +243,7 @@ class GenerateController(Controller):
                     "invalid-generation", "size must be WIDTHxHEIGHT, e.g. 512x512", errors=[("size", "not WxH")]
                 )
             params["width"], params["height"] = int(match.group(1)), int(match.group(2))
-        job = await anyio.to_thread.run_sync(_submit_and_wait, state, principal(request), params, idempotency_key, wait)
+        job = await _submit_and_wait(state, principal(request), params, idempotency_key, wait)
         if job.status in ("queued", "running"):
             out = job_out(job)
             return Response(out, status_code=202, headers={"Location": out.url})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,8 @@ from api.rest.jobs import IDEMPOTENCY_HEADER, JobOut, job_out, submit_job
 from api.rest.problems import ProblemError, problem_responses
 from api.rest.schemas import RequestModel
 from api.rest.state import ApiState
+
+log = logging.getLogger("sensorium.api")
 
 PathText = Annotated[str, Field(min_length=1, max_length=4096)]
 Tag = Annotated[str, Field(min_length=1, max_length=256)]
@@ -72,7 +75,13 @@ def _checked(body: IngestBody, state: ApiState) -> dict[str, Any]:
         try:
             real = check_allowed(path, roots)
         except PathNotAllowed as exc:
-            raise ProblemError("path-not-allowed", str(exc)) from None
+            # The reason names where the path resolves and the roots: for the server's log, not for the client.
+            log.info("ingest path refused: %s", exc)
+            raise ProblemError(
+                "path-not-allowed",
+                f"{field} {raw!r} is not inside a folder this server may ingest from",
+                errors=[(field, "not allowed")],
+            ) from None
         if not real.exists():
             raise ProblemError("validation-error", f"{field}: no such file or folder", errors=[(field, "not found")])
         if field == "manifest" and not real.is_file():

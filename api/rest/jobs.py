@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from api.rest.auth import ANY_SCOPE, Principal, principal
 from api.rest.problems import ProblemError, problem_responses
+from api.rest.waits import wait_for_job
 
 if TYPE_CHECKING:
     from api.rest.state import ApiState
@@ -70,13 +71,6 @@ def visible_job(job_id: str, who: Principal, settings: Any) -> Job:
     return job
 
 
-def _wait(job_id: str, who: Principal, settings: Any, wait_s: float) -> Job:
-    from core.jobs import wait
-
-    job = visible_job(job_id, who, settings)
-    return wait(job.id, wait_s, settings) if wait_s > 0 else job
-
-
 class JobController(Controller):
     """Inspect and cancel jobs."""
 
@@ -131,10 +125,12 @@ class JobController(Controller):
             float, Parameter(ge=0, le=MAX_WAIT_S, description="Block up to this many seconds for the job to end.")
         ] = 0.0,
     ) -> JobOut:
-        """Return a job, optionally waiting (bounded) until it ends."""
+        """Return a job, optionally waiting (bounded) until it ends; 429 `too-many-waits` over the key's wait cap."""
         state: ApiState = request.app.state.api
-        job = await anyio.to_thread.run_sync(_wait, job_id, principal(request), state.settings, wait)
-        return job_out(job)
+        who = principal(request)
+        job = await anyio.to_thread.run_sync(visible_job, job_id, who, state.settings)
+        async with state.waiter.slot(who.key_id, wait):
+            return job_out(await wait_for_job(state.waiter, job, wait))
 
     @post(
         "/{job_id:str}/cancel",
@@ -186,8 +182,12 @@ def job_refusals_as_problems(*, callback_given: bool) -> Iterator[None]:
     try:
         yield
     except QueueFull as exc:
+        # Retry-After comes from the queue's drain rate; a key over its share is told that others are not blocked.
+        whose = "; other keys can still submit" if exc.per_key else ""
         raise ProblemError(
-            "queue-full", f"{exc}; retry in {exc.retry_after_s} s", headers={"Retry-After": str(exc.retry_after_s)}
+            "queue-full",
+            f"{exc}{whose}; retry in {exc.retry_after_s} s",
+            headers={"Retry-After": str(exc.retry_after_s)},
         ) from None
     except IdempotencyConflict as exc:
         raise ProblemError("conflict", str(exc)) from None

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.rest.auth import principal
 from api.rest.problems import ProblemError, problem_responses
-from api.rest.schemas import RequestModel, utc
+from api.rest.schemas import RequestModel
 from api.rest.state import ApiState
 
 Scope = Literal["search", "generate", "ingest", "admin"]
@@ -50,8 +50,8 @@ def _out(info: Any) -> KeyOut:
         id=info.id,
         name=info.name,
         scopes=list(info.scopes),
-        created_at=utc(info.created_at),
-        last_used_at=utc(info.last_used_at) if info.last_used_at else None,
+        created_at=info.created_at,
+        last_used_at=info.last_used_at,
         revoked=info.revoked,
     )
 

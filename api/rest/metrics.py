@@ -60,7 +60,7 @@ class _Forward(Collector):
 
 
 class LibraryCollector(Collector):
-    """Gauges computed at scrape time: jobs by status and queue, ingest rate, live index size, broker queues."""
+    """Gauges computed at scrape time: jobs by status and queue, ingest rate, index size, broker queues, waits."""
 
     def __init__(self, state: ApiState) -> None:
         self.state = state
@@ -78,6 +78,11 @@ class LibraryCollector(Collector):
             log.warning("metrics: database gauges left out: %s", exc)
         yield from self._index()
         yield from self._broker()
+        yield GaugeMetricFamily(
+            "sensorium_waits_in_progress",
+            "Requests of this process waiting (`wait=`) for a job to end.",
+            value=self.state.waiter.in_progress(),
+        )
 
     def _from_database(self) -> Iterator[Metric]:
         from core.db.engine import read_session

@@ -42,6 +42,7 @@ PROBLEM_TYPES: Mapping[str, tuple[int, str]] = {
     "invalid-generation": (422, "Invalid generation parameters"),
     "rate-limited": (429, "Too many requests"),
     "queue-full": (429, "Job queue is full"),
+    "too-many-waits": (429, "Too many waiting requests for this key"),
     "internal-error": (500, "Internal server error"),
     "job-failed": (502, "The job failed"),
     "unavailable": (503, "Service unavailable"),

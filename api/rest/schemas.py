@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.rest.uris import visible_uri
 
 if TYPE_CHECKING:
     from api.rest.state import ApiState
@@ -54,7 +56,8 @@ class AssetOut(BaseModel):
     name: str = Field(description="Original file name.")
     kind: str
     source: str
-    collection: str
+    collection: str = Field(description="The first of `collections` (kept for older clients).")
+    collections: list[str]
     tags: list[str]
     mime: str | None
     bytes: int
@@ -64,10 +67,14 @@ class AssetOut(BaseModel):
     status: str
     error: str | None
     sha256: str
-    uri: str | None = Field(description="Path for files referenced in place, else the blob key.")
+    uri: str | None = Field(
+        description="Path for files referenced in place (in full for admin keys, else relative to its ingest root), "
+        "else the blob key."
+    )
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    trashed_at: datetime | None = Field(default=None, description="Set while the asset is in the trash.")
     content_url: str
     thumbnail_url: str | None
 
@@ -88,7 +95,7 @@ class SearchHit(BaseModel):
 
     asset_id: str
     name: str
-    uri: str | None
+    uri: str | None = Field(description="As in an asset: in full for admin keys, else relative to its ingest root.")
     kind: str
     collection: str | None = None
     score: float | None = Field(description="Cosine similarity of the asset's best vector match.")
@@ -98,19 +105,15 @@ class SearchHit(BaseModel):
     content_url: str | None = Field(description="Signed; for audio and video it ends in `#t=start,end`.")
 
 
-def utc(value: datetime) -> datetime:
-    """Return a datetime marked as UTC (SQLite hands stored UTC times back without a zone)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def asset_out(asset: Asset, state: ApiState, base_url: str) -> AssetOut:
-    """Return the public view of an asset row, with signed URLs."""
+def asset_out(asset: Asset, state: ApiState, base_url: str, is_admin: bool) -> AssetOut:
+    """Return the public view of an asset row, with signed URLs; ``uri`` in full only for admin keys."""
     return AssetOut(
         id=asset.id,
         name=asset.name,
         kind=asset.kind,
         source=asset.source,
-        collection=asset.collection,
+        collection=(asset.collections or ["default"])[0],
+        collections=asset.collections,
         tags=asset.tags,
         mime=asset.mime,
         bytes=asset.bytes,
@@ -120,10 +123,11 @@ def asset_out(asset: Asset, state: ApiState, base_url: str) -> AssetOut:
         status=asset.status,
         error=asset.error,
         sha256=asset.sha256,
-        uri=asset.uri or asset.blob_key,
+        uri=visible_uri(asset.uri or asset.blob_key, is_admin, state.settings.ingest.allowed_roots),
         metadata=dict(asset.meta or {}),
-        created_at=utc(asset.created_at),
-        updated_at=utc(asset.updated_at),
+        created_at=asset.created_at,
+        updated_at=asset.updated_at,
+        trashed_at=asset.trashed_at,
         content_url=state.asset_url(base_url, asset.id, "content"),
         thumbnail_url=state.asset_url(base_url, asset.id, "thumbnail") if asset.thumbnail_key else None,
     )

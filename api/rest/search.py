@@ -9,6 +9,7 @@ import anyio.to_thread
 from litestar import Controller, Request, post
 from pydantic import BaseModel, Field, model_validator
 
+from api.rest.auth import principal
 from api.rest.bodies import (
     form_model,
     media_type,
@@ -20,6 +21,7 @@ from api.rest.openapi import form_schema, json_schema, operation
 from api.rest.problems import ProblemError, problem_responses
 from api.rest.schemas import Kind, RequestModel, SearchHit
 from api.rest.state import ApiState
+from api.rest.uris import visible_uri
 from core.metrics import observe_search
 from index.offline import search_warnings
 
@@ -126,6 +128,11 @@ class SearchController(Controller):
             SearchHit.model_validate(r.to_dict(lambda asset_id, what: state.asset_url(base, asset_id, what)))
             for r in results
         ]
+        is_admin, roots = principal(request).is_admin, state.settings.ingest.allowed_roots
+        for hit, result in zip(hits, results, strict=True):
+            hit.uri = visible_uri(hit.uri, is_admin, roots)
+            if result.thumbnail_key is None:
+                hit.thumbnail_url = None
         warnings = [SearchWarning(**w) for w in search_warnings(state.settings.encoder)]
         return SearchResponse(results=hits, limit=fields.limit, offset=fields.offset, warnings=warnings)
 
@@ -153,6 +160,7 @@ def _run(state: ApiState, fields: SearchFields, files: dict[str, bytes]) -> list
         limit=fields.limit,
         offset=fields.offset,
         mode=fields.mode,
+        micro_batch=True,  # concurrent text queries share one text-encoder batch
     )
     started = time.perf_counter()
     results = search(request, state.settings)

@@ -1,4 +1,4 @@
-"""What every request handler shares: settings, the URL signer, the rate limiter and readiness."""
+"""What every request handler shares: settings, the URL signer, the rate limiter, job waits and readiness."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from api.rest.ratelimit import RateLimiter
 from api.rest.signing import UrlSigner
+from api.rest.waits import JobWaiter
 from core.settings import Settings
 
 
@@ -17,6 +18,7 @@ class ApiState:
     settings: Settings
     signer: UrlSigner
     limiter: RateLimiter
+    waiter: JobWaiter
     warmed: threading.Event = field(default_factory=threading.Event)
     warm_error: str | None = None
 

@@ -55,6 +55,18 @@ def get_engine(settings: Settings | None = None) -> Engine:
     return engine
 
 
+def migrate_database(settings: Settings, merge_duplicates: bool) -> Engine:
+    """Upgrade the schema now (merging duplicate assets when asked) and return the engine."""
+    url = settings.resolved_database_url()
+    with _lock:
+        engine = _engines.get(url) or _create(url)
+        from core.db.migrate import upgrade_to_head
+
+        upgrade_to_head(engine, settings, merge_duplicates=merge_duplicates)
+        _engines[url] = engine
+    return engine
+
+
 def _create(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
+import core.db.hash_models  # noqa: F401  (its tables join Base.metadata)
 from core.db.models import Base
 
 config = context.config

@@ -56,9 +56,10 @@ def resolve_device(requested: str) -> str:
 def model_id_for(settings: EncoderSettings) -> str:
     """Return the identifier recorded with every vector this configuration produces."""
     pretrained = settings.pretrained.strip()
-    if pretrained.lower() in RANDOM_WEIGHTS:
-        return f"open_clip:{settings.model}:random-seed{settings.seed}"
-    return f"open_clip:{settings.model}:{pretrained}"
+    weights = f"random-seed{settings.seed}" if pretrained.lower() in RANDOM_WEIGHTS else pretrained
+    # fp32 and fp16, on torch or ONNX Runtime, give interchangeable vectors; int8 does not.
+    suffix = ":int8" if settings.quantize == "int8" else ""
+    return f"open_clip:{settings.model}:{weights}{suffix}"
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -79,19 +80,63 @@ def _use_cache_only() -> None:
     hf_constants.HF_HUB_OFFLINE = True
 
 
+def build_model(settings: EncoderSettings) -> tuple[Any, Any, Any]:
+    """Return the open_clip model (CPU, fp32, eval), its image preprocessing and its tokenizer."""
+    import open_clip
+    import torch
+
+    register_bundled_configs()
+
+    name = settings.model
+    pretrained: str | None = settings.pretrained.strip()
+    if not name.startswith(("hf-hub:", "local-dir:")) and name not in open_clip.list_models():
+        raise EncoderWeightsUnavailable(
+            f"unknown open_clip model {name!r}: set SENSORIUM_ENCODER__MODEL to a name open_clip knows "
+            "(e.g. ViT-B-32; see open_clip.list_models()), `local-dir:/path` or `hf-hub:org/repo`"
+        )
+    if pretrained is not None and pretrained.lower() in RANDOM_WEIGHTS:
+        # Identical weights in every process: ingest and search processes must agree on the space.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(settings.seed)
+            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+        return model.eval(), preprocess, open_clip.get_tokenizer(name)
+    if pretrained is not None and pretrained.startswith("hf-hub:"):
+        name, pretrained = pretrained, None
+    is_local_file = pretrained is not None and Path(pretrained).expanduser().exists()
+    needs_hub = name.startswith("hf-hub:") or (pretrained is not None and not is_local_file)
+    if needs_hub and not hub_reachable():
+        _use_cache_only()
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=str(Path(pretrained).expanduser()) if is_local_file and pretrained else pretrained
+        )
+        tokenizer = open_clip.get_tokenizer(name)
+    except Exception as exc:  # open_clip raises RuntimeError, hub errors, OSError, KeyError for unknown names
+        raise EncoderWeightsUnavailable(
+            f"Could not load open_clip model {settings.model!r} with pretrained "
+            f"{settings.pretrained!r}: {exc}\n{_HOW_TO}"
+        ) from exc
+    return model.eval(), preprocess, tokenizer
+
+
+def normalise(features: np.ndarray) -> np.ndarray:
+    """Return the rows scaled to unit length, as float32."""
+    array = np.asarray(features, dtype=np.float32)
+    return array / np.maximum(np.linalg.norm(array, axis=1, keepdims=True), 1e-12)
+
+
 class OpenClipEncoder:
     """An open_clip model with its preprocessing and tokenizer, on one device."""
 
     def __init__(self, settings: EncoderSettings) -> None:
         import torch
 
-        register_bundled_configs()
         self.settings = settings
         self.model_id = model_id_for(settings)
         self.device = resolve_device(settings.device)
         self._fp16 = self.device.startswith("cuda")
         self._lock = threading.Lock()
-        model, preprocess, tokenizer = self._build()
+        model, preprocess, tokenizer = build_model(settings)
         self._model = model.to(self.device).eval()
         if self._fp16:
             self._model = self._model.half()
@@ -101,49 +146,9 @@ class OpenClipEncoder:
             probe = self._model.encode_text(self._tokenizer(["probe"]).to(self.device))
         self.dim = int(probe.shape[-1])
 
-    def _build(self) -> tuple[Any, Any, Any]:
-        import open_clip
-        import torch
-
-        name = self.settings.model
-        pretrained: str | None = self.settings.pretrained.strip()
-        if not name.startswith(("hf-hub:", "local-dir:")) and name not in open_clip.list_models():
-            raise EncoderWeightsUnavailable(
-                f"unknown open_clip model {name!r}: set SENSORIUM_ENCODER__MODEL to a name open_clip knows "
-                "(e.g. ViT-B-32; see open_clip.list_models()), `local-dir:/path` or `hf-hub:org/repo`"
-            )
-        if pretrained is not None and pretrained.lower() in RANDOM_WEIGHTS:
-            # Identical weights in every process: ingest and search processes must agree on the space.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.settings.seed)
-                model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
-            return model, preprocess, open_clip.get_tokenizer(name)
-        if pretrained is not None and pretrained.startswith("hf-hub:"):
-            name, pretrained = pretrained, None
-        is_local_file = pretrained is not None and Path(pretrained).expanduser().exists()
-        needs_hub = name.startswith("hf-hub:") or (pretrained is not None and not is_local_file)
-        if needs_hub and not hub_reachable():
-            _use_cache_only()
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=str(Path(pretrained).expanduser()) if is_local_file and pretrained else pretrained
-            )
-            tokenizer = open_clip.get_tokenizer(name)
-        except Exception as exc:  # open_clip raises RuntimeError, hub errors, OSError, KeyError for unknown names
-            raise EncoderWeightsUnavailable(
-                f"Could not load open_clip model {self.settings.model!r} with pretrained "
-                f"{self.settings.pretrained!r}: {exc}\n{_HOW_TO}"
-            ) from exc
-        return model, preprocess, tokenizer
-
     def preprocess(self, image: Image.Image) -> Any:
         """Return the model-ready tensor for one RGB image."""
         return self._preprocess(image)
-
-    def _normalise(self, features: Any) -> np.ndarray:
-        array = features.float().cpu().numpy().astype(np.float32, copy=False)
-        norms = np.linalg.norm(array, axis=1, keepdims=True)
-        return array / np.maximum(norms, 1e-12)
 
     def encode_preprocessed(self, batch: list[Any]) -> np.ndarray:
         """Return normalised vectors for preprocessed tensors, in batches of the configured size."""
@@ -158,7 +163,7 @@ class OpenClipEncoder:
                 pixels = torch.stack(batch[start : start + size]).to(self.device)
                 if self._fp16:
                     pixels = pixels.half()
-                out.append(self._normalise(self._model.encode_image(pixels)))
+                out.append(normalise(self._model.encode_image(pixels).float().cpu().numpy()))
         return np.concatenate(out)
 
     def encode_images(self, images: list[Image.Image]) -> np.ndarray:
@@ -175,5 +180,5 @@ class OpenClipEncoder:
         with self._lock, torch.inference_mode():
             for start in range(0, len(texts), self.settings.batch_size):
                 tokens = self._tokenizer(texts[start : start + self.settings.batch_size]).to(self.device)
-                out.append(self._normalise(self._model.encode_text(tokens)))
+                out.append(normalise(self._model.encode_text(tokens).float().cpu().numpy()))
         return np.concatenate(out)

@@ -10,17 +10,16 @@ from typing import Any
 import numpy as np
 
 from core.settings import Settings
+from index.duplicates.phash import image_hashes
 from index.ingest.discover import Candidate
 from index.ingest.images import encoder_ready, thumbnail_jpeg
-from index.ingest.prepare import PrepareContext
-from index.ingest.prepared import PreparedAsset, PreparedSegment
+from index.ingest.prepared import PrepareContext, PreparedAsset, PreparedSegment
 from index.media.audio import iter_audio_chunks, spectrogram_windows
 from index.media.probe import MediaInfo, probe
 from index.media.video import iter_scenes
 
 SAMPLE_RATE = 16_000
-# Audio is decoded, windowed and transcribed a minute at a time so memory stays flat for hour-long files.
-_CHUNK_S = 60.0
+# Audio is decoded, windowed and transcribed a chunk (whisper.chunk_s) at a time so memory stays flat.
 _transcribe_lock = threading.Lock()
 
 
@@ -73,14 +72,17 @@ def _windows(chunks: Iterator[np.ndarray], settings: Settings) -> Iterator[tuple
 def _audio_segments(prepared: PreparedAsset, ctx: PrepareContext, embedder: _Embedder) -> list[PreparedSegment]:
     """Spectrogram segments (embedded as they come) and, if enabled, transcript segments."""
     candidate = prepared.candidate
-    transcriber = None
-    if ctx.settings.whisper.enabled:
+    whisper = ctx.settings.whisper
+    transcription = None
+    if whisper.enabled:
         from index.transcribe import get_transcriber
+        from index.transcript_chunks import ChunkedTranscription
 
-        transcriber = get_transcriber(ctx.settings.whisper)
-    transcripts: list[PreparedSegment] = []
-    chunk_start = 0.0
-    chunks = iter_audio_chunks(candidate.path, _CHUNK_S, ctx.settings.media, SAMPLE_RATE)
+        transcription = ChunkedTranscription(
+            get_transcriber(whisper), SAMPLE_RATE, whisper.overlap_s, _transcribe_lock
+        )
+    spoken = []
+    chunks = iter_audio_chunks(candidate.path, whisper.chunk_s, ctx.settings.media, SAMPLE_RATE)
     for t_start, t_end, image, chunk in _windows(chunks, ctx.settings):
         if image is not None:
             if prepared.thumbnail_key is None:  # an audio file's poster is its first spectrogram
@@ -88,22 +90,15 @@ def _audio_segments(prepared: PreparedAsset, ctx: PrepareContext, embedder: _Emb
                 jpeg = thumbnail_jpeg(image, thumbs.size, thumbs.quality)
                 prepared.thumbnail_key = ctx.blobs.put_thumbnail(f"{prepared.sha256}.jpg", jpeg)
             embedder.add(PreparedSegment(kind="spectrogram", t_start=round(t_start, 3), t_end=round(t_end, 3)), image)
-            continue
-        if transcriber is not None:
-            with _transcribe_lock:  # one model instance serves every decoding thread
-                spoken = transcriber.transcribe(chunk)
-            transcripts.extend(
-                PreparedSegment(
-                    kind="transcript",
-                    t_start=round(chunk_start + s.t_start, 3),
-                    t_end=round(chunk_start + s.t_end, 3),
-                    text=s.text.strip(),
-                )
-                for s in spoken
-                if s.text.strip()
-            )
-        chunk_start += chunk.size / SAMPLE_RATE
-    return transcripts
+        elif transcription is not None:
+            spoken.extend(transcription.feed(chunk))
+    if transcription is not None:
+        spoken.extend(transcription.finish())
+    return [
+        PreparedSegment(kind="transcript", t_start=s.t_start, t_end=s.t_end, text=s.text.strip())
+        for s in spoken
+        if s.text.strip()
+    ]
 
 
 def _asset(candidate: Candidate, sha256: str, size: int, info: MediaInfo, kind: str) -> PreparedAsset:
@@ -151,9 +146,14 @@ def prepare_video(candidate: Candidate, sha256: str, size: int, ctx: PrepareCont
         key = ctx.blobs.put_thumbnail(f"{sha256}-{round(scene.frame_time * 1000)}.jpg", jpeg)
         prepared.thumbnail_key = prepared.thumbnail_key or key
         segment = PreparedSegment(
-            kind="frame", t_start=round(scene.t_start, 3), t_end=round(scene.t_end, 3), thumbnail_key=key
+            kind="frame",
+            t_start=round(scene.t_start, 3),
+            t_end=round(scene.t_end, 3),
+            thumbnail_key=key,
+            meta={"frame_time": round(scene.frame_time, 3)},  # where the OCR pass finds the scene's picture
         )
         embedder.add(segment, scene.frame)
+        prepared.hashes.append((segment.t_start, *image_hashes(scene.frame).pair))
     transcripts = _audio_segments(prepared, ctx, embedder) if info.has_audio else []
     embedder.flush()
     prepared.segments = embedder.done + transcripts

@@ -19,14 +19,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from sqlalchemy import bindparam, select
-
-from core.blobs import BlobStore, sha256_file
-from core.db.engine import get_engine, write_session
-from core.db.models import Asset
+from core.blobs import BlobStore, sha256_and_stat
+from core.db.engine import write_session
 from core.metrics import count_ingested
 from core.settings import Settings, get_settings
+from index.duplicates.policy import NearCopyPolicy
 from index.encoders import Encoder, get_encoder
+from index.ingest.claims import Sighting, claim
 from index.ingest.discover import Candidate, Rejected
 from index.ingest.embed import embed_assets
 from index.ingest.prepare import PrepareContext, preparer_for
@@ -53,6 +52,10 @@ class IngestSummary:
     failed: int = 0
     media_seconds: float = 0.0
     elapsed_s: float = 0.0
+    # The OCR pass that follows embedding: pictures read, text lines found, seconds spent reading.
+    ocr_pictures: int = 0
+    ocr_lines: int = 0
+    ocr_seconds: float = 0.0
     outcomes: list[Outcome] = field(default_factory=list)
     keep_outcomes: bool = True
 
@@ -74,17 +77,6 @@ class _Skip:
         self.outcome = outcome
 
 
-_EXISTING = select(Asset.id).where(
-    Asset.collection == bindparam("collection"), Asset.sha256 == bindparam("sha256"), Asset.status != "failed"
-)
-
-
-def _existing_asset(settings: Settings, collection: str, sha256: str) -> str | None:
-    # A bare connection, not an ORM session: this runs once per file, and a session costs 15x more CPU.
-    with get_engine(settings).connect() as connection:
-        return connection.execute(_EXISTING, {"collection": collection, "sha256": sha256}).scalar_one_or_none()
-
-
 def _file_type(mode: int) -> str:
     for test, name in [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket")]:
         if test(mode):
@@ -97,7 +89,10 @@ def _unreadable(exc: OSError) -> str:
 
 
 def _prepare_one(candidate: Candidate, ctx: PrepareContext) -> PreparedAsset | Failure | _Skip:
-    """Check, hash, skip known files before decoding, then decode; a bad file becomes a Failure with a reason."""
+    """Check, hash, claim the content (known ones are skipped before decoding), then decode.
+
+    A bad file becomes a Failure with a reason.
+    """
     try:
         info = os.stat(candidate.path)
     except OSError as exc:
@@ -110,21 +105,35 @@ def _prepare_one(candidate: Candidate, ctx: PrepareContext) -> PreparedAsset | F
     if size > ctx.settings.ingest.max_file_bytes:
         return Failure(candidate, f"file is {size:,} bytes, over the limit of {ctx.settings.ingest.max_file_bytes:,}")
     try:
-        sha256 = sha256_file(candidate.path)
+        sha256, hashed = sha256_and_stat(candidate.path)
     except OSError as exc:
         return Failure(candidate, _unreadable(exc), size=size)
-    existing = _existing_asset(ctx.settings, candidate.collection, sha256)  # database errors abort the run
-    if existing is not None:
-        return _Skip(Outcome(str(candidate.path), "skipped", existing, "already indexed"))
+    sighting = Sighting(
+        sha256,
+        hashed.st_size,
+        candidate.kind,
+        candidate.name,
+        candidate.source,
+        candidate.collection,
+        candidate.tags,
+        path=None if candidate.blob_key else str(candidate.path),
+        blob_key=candidate.blob_key,
+        stat=hashed,
+    )
+    claimed = claim(ctx.settings, sighting)  # database errors abort the run
+    if claimed.status != "claimed":
+        return _Skip(Outcome(str(candidate.path), "skipped", claimed.asset_id, claimed.reason))
     try:
-        return preparer_for(candidate.kind)(candidate, sha256, size, ctx)
+        prepared = preparer_for(candidate.kind)(candidate, sha256, size, ctx)
     except (ValueError, OSError) as exc:  # decoders raise ValueError subclasses with a readable reason
-        return Failure(candidate, str(exc) or type(exc).__name__, sha256, size)
+        return Failure(candidate, str(exc) or type(exc).__name__, sha256, size, claimed.asset_id)
     except MemoryError:
-        return Failure(candidate, "too large to decode in memory", sha256, size)
+        return Failure(candidate, "too large to decode in memory", sha256, size, claimed.asset_id)
     except Exception as exc:  # one bad file must never stop the batch; the reason still reaches the user
         log.debug("unexpected error preparing %s", candidate.path, exc_info=True)
-        return Failure(candidate, f"{type(exc).__name__}: {exc}", sha256, size)
+        return Failure(candidate, f"{type(exc).__name__}: {exc}", sha256, size, claimed.asset_id)
+    prepared.asset_id = claimed.asset_id
+    return prepared
 
 
 @dataclass
@@ -146,8 +155,6 @@ class _Writer:
         self.model_id = model_id
         self.summary = summary
         self.on_progress = on_progress
-        self.uncommitted: set[tuple[str, str]] = set()  # (collection, sha256) handed on but not yet committed
-        self.lock = threading.Lock()
         self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=_WRITER_DEPTH)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
@@ -189,8 +196,6 @@ class _Writer:
             if batch.assets or batch.failures
             else []
         )
-        with self.lock:
-            self.uncommitted.difference_update((a.candidate.collection, a.sha256) for a in batch.assets)
         count_ingested(outcome.status for outcome in [*batch.notes, *outcomes])
         for outcome in [*batch.notes, *outcomes]:
             self.summary.add(outcome)
@@ -201,10 +206,13 @@ class _Writer:
 class _Batcher:
     """Collects prepared assets until the encoder has a full batch, then embeds them and hands them on."""
 
-    def __init__(self, settings: Settings, encoder: Encoder, writer: _Writer) -> None:
+    def __init__(
+        self, settings: Settings, encoder: Encoder, writer: _Writer, near_copies: NearCopyPolicy | None = None
+    ) -> None:
         self.settings = settings
         self.encoder = encoder
         self.writer = writer
+        self.near_copies = near_copies
         self.batch = _Batch()
         self.pending_images = 0
 
@@ -221,14 +229,9 @@ class _Batcher:
             self.batch.failures.append(item)
             self.batch.notes.append(Outcome(str(item.candidate.path), "failed", reason=item.reason))
         else:
-            key = (item.candidate.collection, item.sha256)
-            with self.writer.lock:
-                duplicate = key in self.writer.uncommitted
-                self.writer.uncommitted.add(key)
-            if duplicate:
-                self.batch.notes.append(
-                    Outcome(str(item.candidate.path), "skipped", reason="same content as another file in this run")
-                )
+            if self.near_copies is not None and (skipped := self.near_copies.decide(item)) is not None:
+                self.batch.notes.append(skipped)
+                self._flush_if_full()
                 return
             self.batch.assets.append(item)
             self.pending_images += sum(1 for s in item.segments if s.pixels is not None)
@@ -254,17 +257,21 @@ def ingest(
     encoder: Encoder | None = None,
     on_progress: ProgressCallback | None = None,
     keep_outcomes: bool = True,
+    near_duplicates: str | None = None,
 ) -> IngestSummary:
     """Ingest candidates (refusals are reported as failures); return the summary. Re-running is a no-op.
 
     ``on_progress`` is called once per input, in order, from the pipeline's writer thread. An interrupted run
     (Ctrl-C, a kill) loses at most the batches not yet committed; running it again finishes the rest.
+    ``near_duplicates`` (default: the setting) is index, skip or link (index/duplicates/policy.py).
     """
     settings = settings or get_settings()
     encoder = encoder or get_encoder(settings.encoder)
     with write_session(settings) as session:
         claim_model(session, encoder.model_id)  # refuse a model mismatch before decoding anything
     ctx = PrepareContext(settings, encoder, BlobStore(settings.resolved_data_dir()))
+    policy = near_duplicates or settings.duplicates.ingest_policy
+    near_copies = NearCopyPolicy(policy, settings, ctx.blobs) if policy != "index" else None
     summary = IngestSummary(keep_outcomes=keep_outcomes)
     started = time.perf_counter()
     # Decoded files waiting for the encoder: the next batch is decoded while this one is embedded. (Measured on
@@ -275,7 +282,7 @@ def ingest(
         _Writer(settings, encoder.model_id, summary, on_progress) as writer,
         ThreadPoolExecutor(settings.ingest.workers, thread_name_prefix="ingest-decode") as pool,
     ):
-        batcher = _Batcher(settings, encoder, writer)
+        batcher = _Batcher(settings, encoder, writer, near_copies)
         try:
             for item in items:
                 if isinstance(item, Rejected):
@@ -291,5 +298,15 @@ def ingest(
             for future in in_flight:
                 future.cancel()
             raise
+    if settings.ocr.enabled:
+        _ocr_pass(settings, encoder, summary)
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def _ocr_pass(settings: Settings, encoder: Encoder, summary: IngestSummary) -> None:
+    """Read text in the new pictures, and in any a previous run left unread (the pass resumes)."""
+    from index.ocr_pass import run_ocr_pass
+
+    ocr = run_ocr_pass(settings, encoder)
+    summary.ocr_pictures, summary.ocr_lines, summary.ocr_seconds = ocr.pictures, ocr.lines, ocr.seconds

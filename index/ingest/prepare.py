@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from core.blobs import BlobStore
-from core.settings import Settings
-from index.encoders.base import Encoder
+from index.duplicates.phash import image_hashes
 from index.ingest.discover import Candidate
 from index.ingest.images import encoder_ready, open_image, thumbnail_jpeg
-from index.ingest.prepared import PreparedAsset, PreparedSegment
+from index.ingest.prepared import PrepareContext, PreparedAsset, PreparedSegment, Preparer
 
-
-@dataclass
-class PrepareContext:
-    """What every preparer needs: settings, the encoder's preprocessing, the blob store."""
-
-    settings: Settings
-    encoder: Encoder
-    blobs: BlobStore
-
-
-Preparer = Callable[[Candidate, str, int, PrepareContext], PreparedAsset]
+__all__ = ["PrepareContext", "Preparer", "prepare_image", "preparer_for"]
 
 
 def prepare_image(candidate: Candidate, sha256: str, size: int, ctx: PrepareContext) -> PreparedAsset:
     """Decode an image into one ``image`` segment with a thumbnail."""
-    image, (width, height) = open_image(candidate.path, ctx.settings.ingest.max_image_pixels)
+    limits = ctx.settings.ingest
+    image, (width, height) = open_image(
+        candidate.path, limits.max_image_pixels, max_decoded_bytes=limits.max_decoded_bytes
+    )
     thumbs = ctx.settings.thumbnails
     thumbnail_key = ctx.blobs.put_thumbnail(f"{sha256}.jpg", thumbnail_jpeg(image, thumbs.size, thumbs.quality))
     segment = PreparedSegment(
@@ -43,6 +32,7 @@ def prepare_image(candidate: Candidate, sha256: str, size: int, ctx: PrepareCont
         height=height,
         thumbnail_key=thumbnail_key,
         segments=[segment],
+        hashes=[(None, *image_hashes(image).pair)],
     )
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from index.ingest.discover import Candidate
+
+if TYPE_CHECKING:
+    from core.blobs import BlobStore
+    from core.settings import Settings
+    from index.encoders.base import Encoder
 
 
 @dataclass
@@ -21,6 +27,7 @@ class PreparedSegment:
     pixels: Any | None = None
     thumbnail_key: str | None = None
     vector: np.ndarray | None = None
+    meta: dict[str, Any] | None = None
 
 
 @dataclass
@@ -38,6 +45,10 @@ class PreparedAsset:
     meta: dict[str, Any] = field(default_factory=dict)
     segments: list[PreparedSegment] = field(default_factory=list)
     media_seconds: float = 0.0
+    asset_id: str | None = None  # the pending asset this ingest claimed for the content
+    # Perceptual hashes (t_start or None, pHash, dHash) of the image or of each scene frame; near-duplicates use them.
+    hashes: list[tuple[float | None, int, int]] = field(default_factory=list)
+    variant_of: tuple[str, int] | None = None  # (best asset id, distance) when ingested as a near copy's variant
 
 
 @dataclass
@@ -59,3 +70,16 @@ class Failure:
     reason: str
     sha256: str | None = None
     size: int = 0
+    asset_id: str | None = None  # the claimed asset, marked failed with the reason
+
+
+@dataclass
+class PrepareContext:
+    """What every preparer needs: settings, the encoder's preprocessing, the blob store."""
+
+    settings: Settings
+    encoder: Encoder
+    blobs: BlobStore
+
+
+Preparer = Callable[[Candidate, str, int, PrepareContext], PreparedAsset]

@@ -9,14 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec
 
-from sqlalchemy import select
-
 from core.blobs import BlobStore, sha256_file
-from core.db.engine import read_session, write_session
-from core.db.models import Asset
+from core.db.engine import write_session
 from core.metrics import count_ingested
 from core.settings import Settings, get_settings
 from index.encoders import get_encoder
+from index.ingest.claims import Sighting, claim, forget_claim
 from index.ingest.discover import Candidate, kind_for
 from index.ingest.embed import embed_assets
 from index.ingest.prepare import PrepareContext, preparer_for
@@ -25,13 +23,6 @@ from index.ingest.writer import write_batch
 from index.library import claim_model
 
 P = ParamSpec("P")
-
-
-def _existing(settings: Settings, collection: str, sha256: str) -> str | None:
-    with read_session(settings) as session:
-        return session.execute(
-            select(Asset.id).where(Asset.collection == collection, Asset.sha256 == sha256, Asset.status == "indexed")
-        ).scalar_one_or_none()
 
 
 def _counted(store: Callable[P, Outcome]) -> Callable[P, Outcome]:
@@ -70,9 +61,6 @@ def store_file(
     if size == 0:
         return Outcome(name, "failed", reason="empty file (0 bytes)")
     sha256 = sha256_file(path)
-    existing = _existing(settings, collection, sha256)
-    if existing is not None:
-        return Outcome(name, "skipped", existing, "already stored")
     encoder = get_encoder(settings.encoder)
     with write_session(settings) as session:
         claim_model(session, encoder.model_id)
@@ -81,19 +69,24 @@ def store_file(
     key = f"blobs/{sha256}{suffix}"
     existed_before = blobs.exists(key)
     blobs.put_file(path, sha256, suffix)
+    labels = list(tags or [])
+    claimed = claim(settings, Sighting(sha256, size, kind, name, source, collection, labels, blob_key=key))
+    if claimed.status != "claimed":
+        return Outcome(name, "skipped", claimed.asset_id, "already stored")
     candidate = Candidate(
-        blobs.path(key), kind, name, collection, list(tags or []), dict(metadata or {}), source=source, blob_key=key
+        blobs.path(key), kind, name, collection, labels, dict(metadata or {}), source=source, blob_key=key
     )
     try:
         prepared = preparer_for(kind)(candidate, sha256, size, PrepareContext(settings, encoder, blobs))
     except (ValueError, OSError) as exc:
-        if not existed_before:
-            blobs.delete(key)
+        if claimed.created:  # nothing is kept of a file that cannot be decoded
+            forget_claim(settings, claimed.asset_id)
+            if not existed_before:
+                blobs.delete(key)
         return Outcome(name, "failed", reason=str(exc))
+    prepared.asset_id = claimed.asset_id
     embed_assets(encoder, [prepared])
     (outcome,) = write_batch(settings, [prepared], [], encoder.model_id)
-    if outcome.status == "skipped":  # a concurrent store of the same content won
-        outcome.asset_id = _existing(settings, collection, sha256)
     outcome.path = name
     return outcome
 

@@ -1,43 +1,32 @@
-"""Write embedded assets: asset, tags, segments with vectors and change-log entries in one transaction."""
+"""Write embedded assets: fill in each claimed asset, its segments with vectors and change-log entries, in one
+transaction per batch."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from core.db.engine import lock_change_log, write_session
-from core.db.models import Asset, AssetTag, ChangeLog, Segment, new_uuid
+from core.db.models import Asset, ChangeLog, Segment, TextEntry
 from core.settings import Settings
-from index.fulltext import entries_for
+from index.duplicates.store import add_hashes
+from index.fulltext import TEXT_SEGMENT_KINDS, entries_for
 from index.ingest.prepared import Failure, Outcome, PreparedAsset
 from index.library import claim_model
 
 
-def _asset_row(prepared: PreparedAsset) -> Asset:
+def _fill(asset: Asset, prepared: PreparedAsset) -> None:
     candidate = prepared.candidate
-    meta = dict(candidate.metadata)
+    meta = dict(asset.meta or {})
+    meta.update(candidate.metadata)
     meta.update(prepared.meta)
-    asset = Asset(
-        id=new_uuid(),
-        sha256=prepared.sha256,
-        kind=candidate.kind,
-        source=candidate.source,
-        name=candidate.name,
-        uri=None if candidate.blob_key else str(candidate.path),
-        blob_key=candidate.blob_key,
-        mime=prepared.mime,
-        bytes=prepared.size,
-        width=prepared.width,
-        height=prepared.height,
-        duration=prepared.duration,
-        collection=candidate.collection,
-        meta=meta,
-        status="indexed",
-        thumbnail_key=prepared.thumbnail_key,
-    )
-    asset.tag_rows = [AssetTag(tag=tag) for tag in sorted(set(candidate.tags))]
-    return asset
+    asset.kind = candidate.kind
+    asset.mime = prepared.mime
+    asset.bytes = prepared.size
+    asset.width, asset.height, asset.duration = prepared.width, prepared.height, prepared.duration
+    asset.meta = meta
+    asset.thumbnail_key = prepared.thumbnail_key
+    asset.status, asset.error, asset.claimed_by = "indexed", None, None
 
 
 def segment_rows(prepared: PreparedAsset, model_id: str) -> list[Segment]:
@@ -51,17 +40,10 @@ def segment_rows(prepared: PreparedAsset, model_id: str) -> list[Segment]:
             thumbnail_key=seg.thumbnail_key,
             model_id=model_id,
             vector=seg.vector.astype("float32").tobytes() if seg.vector is not None else b"",
+            meta=seg.meta,
         )
         for seg in prepared.segments
     ]
-
-
-def add_asset(session: Session, asset: Asset, prepared: PreparedAsset, model_id: str) -> list[Segment]:
-    """Add an asset row and its segments; the caller logs the change and commits."""
-    session.add(asset)
-    segments = segment_rows(prepared, model_id)
-    asset.segments = segments
-    return segments
 
 
 def log_changes(session: Session, segment_ids: list[int], op: str) -> None:
@@ -71,86 +53,48 @@ def log_changes(session: Session, segment_ids: list[int], op: str) -> None:
         session.add_all([ChangeLog(segment_id=sid, op=op) for sid in segment_ids])
 
 
-def _clear_failed(session: Session, prepared: PreparedAsset) -> None:
-    session.execute(
-        delete(Asset).where(
-            Asset.collection == prepared.candidate.collection,
-            Asset.sha256 == prepared.sha256,
-            Asset.status == "failed",
-        )
-    )
-
-
 def _record_failures(session: Session, failures: list[Failure]) -> None:
     for failure in failures:
-        if failure.sha256 is None:
-            continue
-        exists = session.execute(
-            select(Asset.id).where(Asset.collection == failure.candidate.collection, Asset.sha256 == failure.sha256)
-        ).first()
-        if exists is None:
-            session.add(
-                Asset(
-                    sha256=failure.sha256,
-                    kind=failure.candidate.kind,
-                    name=failure.candidate.name,
-                    uri=str(failure.candidate.path),
-                    bytes=failure.size,
-                    collection=failure.candidate.collection,
-                    meta=dict(failure.candidate.metadata),
-                    status="failed",
-                    error=failure.reason,
-                )
-            )
+        asset = session.get(Asset, failure.asset_id) if failure.asset_id else None
+        if asset is not None and asset.status == "pending":
+            asset.status, asset.error, asset.claimed_by = "failed", failure.reason, None
 
 
 def add_text_entries(session: Session, asset: Asset, segments: list[Segment], tags: list[str]) -> None:
     """Add the full-text rows of an asset whose segments already have ids."""
-    transcripts = [(s.id, s.text) for s in segments if s.kind == "transcript" and s.text]
+    transcripts = [(s.id, s.text) for s in segments if s.kind in TEXT_SEGMENT_KINDS and s.text]
     session.add_all(entries_for(asset.id, asset.name, tags, transcripts))
 
 
 def _write(session: Session, batch: list[PreparedAsset], failures: list[Failure], model_id: str) -> list[Outcome]:
     claim_model(session, model_id)
     outcomes = []
-    written: list[tuple[Asset, list[Segment], list[str]]] = []
+    written: list[tuple[Asset, list[Segment]]] = []
     for prepared in batch:
-        _clear_failed(session, prepared)
-        asset = _asset_row(prepared)
-        written.append((asset, add_asset(session, asset, prepared, model_id), prepared.candidate.tags))
-        outcomes.append(
-            Outcome(str(prepared.candidate.path), "indexed", asset.id, media_seconds=prepared.media_seconds)
-        )
+        path = str(prepared.candidate.path)
+        asset = session.get(Asset, prepared.asset_id) if prepared.asset_id else None
+        if asset is None or asset.status != "pending" or asset.trashed_at is not None:
+            # Deleted meanwhile, or a process that took over a claim it thought abandoned finished first.
+            outcomes.append(Outcome(path, "skipped", asset.id if asset else None, "indexed by another ingest"))
+            continue
+        _fill(asset, prepared)
+        add_hashes(session, asset, prepared)
+        segments = segment_rows(prepared, model_id)
+        asset.segments = segments
+        written.append((asset, segments))
+        outcomes.append(Outcome(path, "indexed", asset.id, media_seconds=prepared.media_seconds))
     _record_failures(session, failures)
     session.flush()
-    for asset, segments, tags in written:
-        add_text_entries(session, asset, segments, tags)
-    log_changes(session, [segment.id for _, segments, _ in written for segment in segments], "add")
+    for asset, segments in written:
+        session.execute(delete(TextEntry).where(TextEntry.asset_id == asset.id))
+        add_text_entries(session, asset, segments, asset.tags)
+    log_changes(session, [segment.id for _, segments in written for segment in segments], "add")
     return outcomes
 
 
 def write_batch(
     settings: Settings, batch: list[PreparedAsset], failures: list[Failure], model_id: str
 ) -> list[Outcome]:
-    """Write a batch in one transaction; on a concurrent duplicate, fall back to one asset at a time."""
-    return _write_batch(settings, batch, failures, model_id)
-
-
-def _write_batch(
-    settings: Settings, batch: list[PreparedAsset], failures: list[Failure], model_id: str
-) -> list[Outcome]:
-    try:
-        with write_session(settings) as session:
-            return _write(session, batch, failures, model_id)
-    except IntegrityError:
-        if len(batch) == 1 and not failures:
-            path = str(batch[0].candidate.path)
-            return [Outcome(path, "skipped", reason="already indexed (by a concurrent ingest)")]
-    outcomes = [outcome for prepared in batch for outcome in _write_batch(settings, [prepared], [], model_id)]
-    for failure in failures:
-        try:
-            with write_session(settings) as session:
-                _record_failures(session, [failure])
-        except IntegrityError:
-            pass  # another process recorded the same file meanwhile
-    return outcomes
+    """Write a batch of claimed assets and record the failed ones, in one transaction."""
+    with write_session(settings) as session:
+        return _write(session, batch, failures, model_id)

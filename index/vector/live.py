@@ -12,12 +12,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVarTuple
 
 import numpy as np
-from sqlalchemy import Engine, Row, func, select
+from sqlalchemy import Engine, Row, Select, func, select
 from sqlalchemy.orm import Session
 
-from core.db.models import ChangeLog, Segment
+from core.db.models import Asset, ChangeLog, Segment
 from core.settings import IndexSettings, get_settings
 from index.library import check_model
 from index.vector import factory
@@ -25,6 +26,7 @@ from index.vector.base import VectorBackend
 
 log = logging.getLogger(__name__)
 
+_Ts = TypeVarTuple("_Ts")
 _MAGIC = b"SNSRIDX1"
 _PAGE = 20_000
 _ID_CHUNK = 900  # below SQLite's bound-parameter limits on old builds
@@ -98,6 +100,11 @@ def _apply_entries(
     _apply_run(session, backend, run_op, run, model_id)
 
 
+def _live_segments(statement: Select[*_Ts]) -> Select[*_Ts]:
+    """Restrict a segment query to assets outside the trash (their vectors left the index)."""
+    return statement.join(Asset, Segment.asset_id == Asset.id).where(Asset.trashed_at.is_(None))
+
+
 def _apply_run(session: Session, backend: VectorBackend, op: str, segment_ids: list[int], model_id: str) -> None:
     ids = np.array(segment_ids, dtype=np.int64)
     if op == "delete":
@@ -105,7 +112,9 @@ def _apply_run(session: Session, backend: VectorBackend, op: str, segment_ids: l
         return
     # A segment added and deleted since our position is simply gone from the table: nothing to add.
     rows = session.execute(
-        select(Segment.id, Segment.vector).where(Segment.id.in_(segment_ids), Segment.model_id == model_id)
+        _live_segments(select(Segment.id, Segment.vector)).where(
+            Segment.id.in_(segment_ids), Segment.model_id == model_id
+        )
     ).all()
     if rows:
         present = np.array([r[0] for r in rows], dtype=np.int64)
@@ -150,7 +159,9 @@ def build_backend(bind: Engine, model_id: str, dim: int, settings: IndexSettings
     with Session(_snapshot_bind(bind)) as snapshot:
         seq = int(snapshot.execute(select(func.coalesce(func.max(ChangeLog.seq), 0))).scalar_one())
         ids = np.fromiter(
-            snapshot.execute(select(Segment.id).where(Segment.model_id == model_id).order_by(Segment.id)).scalars(),
+            snapshot.execute(
+                _live_segments(select(Segment.id)).where(Segment.model_id == model_id).order_by(Segment.id)
+            ).scalars(),
             dtype=np.int64,
         )
         backend: VectorBackend
@@ -164,7 +175,7 @@ def build_backend(bind: Engine, model_id: str, dim: int, settings: IndexSettings
         for start in range(0, len(ids), _PAGE):
             page = ids[start : start + _PAGE]
             rows = snapshot.execute(
-                select(Segment.vector)
+                _live_segments(select(Segment.vector))
                 .where(Segment.id >= int(page[0]), Segment.id <= int(page[-1]), Segment.model_id == model_id)
                 .order_by(Segment.id)
             ).scalars()

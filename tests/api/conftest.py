@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -27,10 +28,41 @@ READY_TIMEOUT_S = 180.0
 
 
 def free_port() -> int:
-    """Return a TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """Return a free TCP port for a server that cannot take a bound socket (prefer ``listening_socket``).
+
+    The port comes from below the kernel's ephemeral range, so neither outgoing connections nor another test's
+    ``bind(port 0)`` can take it between this check and the server's own bind; random, so parallel tests rarely meet.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(10_000, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def listening_socket() -> socket.socket:
+    """Return a loopback TCP socket already bound to a free port and listening (race-free: pass it to `serve --fd`)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
+def serve_argv(sock: socket.socket) -> list[str]:
+    """Return the command line that runs `sensorium serve` on the inherited ``sock``."""
+    return [sys.executable, "-m", "api.cli", "serve", "--fd", str(sock.fileno())]
 
 
 def png_bytes(seed: int, size: tuple[int, int] = (96, 64)) -> bytes:
@@ -81,8 +113,9 @@ class ApiServer:
 
 
 def start_server(settings: Settings, library: Path, log: Path, extra_env: dict[str, str] | None = None) -> ApiServer:
-    """Start `sensorium serve` and wait until /readyz says ready."""
-    port = free_port()
+    """Start `sensorium serve` on a socket bound here (so no other process can take its port) and wait until ready."""
+    sock = listening_socket()
+    port = int(sock.getsockname()[1])
     env = env_for(settings)
     env.update(
         {
@@ -95,13 +128,10 @@ def start_server(settings: Settings, library: Path, log: Path, extra_env: dict[s
         }
     )
     handle = log.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
+    with sock:
+        process = subprocess.Popen(
+            serve_argv(sock), cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, pass_fds=(sock.fileno(),)
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + READY_TIMEOUT_S
     while True:

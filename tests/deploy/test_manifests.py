@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.conftest import free_port
 from tests.conftest import TINY_ENV
 from tests.deploy.deploy_files import (
     COMPOSE,
@@ -388,12 +389,6 @@ def test_entrypoint_turns_secret_files_into_variables(tmp_path: Path) -> None:
 # --- The probes against a real server -------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _healthcheck(port: int) -> subprocess.CompletedProcess[str]:
     test = compose()["services"]["api"]["healthcheck"]["test"]
     api = compose()["services"]["api"]
@@ -405,7 +400,7 @@ def _healthcheck(port: int) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_probes_work_against_a_real_server(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     assert _healthcheck(port).returncode != 0, "no server yet: the compose healthcheck must fail"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORIUM_")}
     env.update(TINY_ENV)

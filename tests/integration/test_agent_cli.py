@@ -17,7 +17,7 @@ from tests.agent_library import ingest_images, plant
 from tests.conftest import TINY_ENCODER, env_for
 
 REPO = Path(__file__).resolve().parents[2]
-DEV_SET = REPO.parent / "shared/eval/agent-dev-set.jsonl"
+DEV_SET = REPO / "agent/data/dev-set.jsonl"
 SEARCH_KEYS = {"asset_id", "name", "uri", "kind", "score", "fused_score", "segment", "thumbnail_url", "content_url"}
 
 
@@ -47,7 +47,6 @@ def run_cli(settings: Settings, *args: str, cwd: Path, stdin: bytes | None = Non
     return result
 
 
-@pytest.mark.skipif(not DEV_SET.exists(), reason=f"dev set not found at {DEV_SET}")
 def test_plan_only_file_routes_the_whole_dev_set(sqlite_settings: Settings, tmp_path: Path) -> None:
     cases = [json.loads(line) for line in DEV_SET.read_text(encoding="utf-8").splitlines() if line.strip()]
     result = run_cli(sqlite_settings, "agent", "--plan-only", "--file", str(DEV_SET), cwd=tmp_path)
@@ -126,6 +125,35 @@ def test_agent_json_shape_and_text_output(sqlite_settings: Settings, tmp_path: P
     text = run_cli(sqlite_settings, "agent", "find photos of a red sports car", cwd=tmp_path)
     assert text.returncode == 0 and "plan: search image, count default, query 'a red sports car'" in text.stdout
     assert planted in text.stdout
+
+
+def test_eval_prints_accuracy_and_confusion_tables(sqlite_settings: Settings, tmp_path: Path) -> None:
+    labelled = tmp_path / "labelled.jsonl"
+    rows = [
+        {"request": "find photos of a red barn", "route": "search", "modality": "image"},
+        {"request": "compose a jingle for the fair", "route": "generate", "modality": "audio", "count": 1},
+        {"request": "draw a cat", "route": "search", "modality": "any"},  # labelled wrong on purpose
+    ]
+    labelled.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = run_cli(sqlite_settings, "agent", "--plan-only", "--file", str(labelled), "--eval", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "requests: 3" in out and "route+modality accuracy: 0.667" in out and "count accuracy: 1.000 of 1" in out
+    assert "route (rows: labelled, columns: planned)" in out and "modality (rows: labelled" in out
+    assert "search/any planned generate/image: draw a cat" in out
+
+    labelled.write_text('{"request": "find cats", "route": "browse", "modality": "image"}\n', encoding="utf-8")
+    bad = run_cli(sqlite_settings, "agent", "--plan-only", "--file", str(labelled), "--eval", cwd=tmp_path)
+    assert bad.returncode == 2 and "line 1: route must be one of" in bad.stderr
+    unplanned = run_cli(sqlite_settings, "agent", "--file", str(labelled), "--eval", cwd=tmp_path)
+    assert unplanned.returncode == 2 and "use it with --plan-only" in unplanned.stderr
+
+
+def test_a_request_whose_only_step_fails_exits_non_zero(sqlite_settings: Settings, tmp_path: Path) -> None:
+    result = run_cli(sqlite_settings, "agent", "draw a cat in a hat", "--generator", "no-such-generator", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "error: the request could not be served: cannot generate image:" in result.stderr
+    assert "no-such-generator" in result.stderr
 
 
 @pytest.mark.slow

@@ -12,8 +12,7 @@ from sqlalchemy import func, select
 from agent.loop import run_agent
 from core.db.engine import read_session
 from core.db.models import Asset
-from core.job_executor import stop_executors
-from core.jobs import list_jobs
+from core.jobs import list_jobs, stop_executors
 from core.settings import Settings
 from generators.registry import Task, default_generator, weights_available
 from tests.agent_library import ingest_images, plant
@@ -44,7 +43,8 @@ def test_search_or_generate_returns_a_planted_match_without_generating(settings:
     response = run_agent(FOX, settings=settings, generator="tiny-random")
     assert response["plan"]["route"] == "search_or_generate" and response["plan"]["query"] == "a logo with a fox"
     assert tools_called(response) == ["search_assets"]
-    assert response["steps"][0]["arguments"] == {"query": "a logo with a fox", "modality": "image", "limit": 5}
+    # "a logo" asks for one.
+    assert response["steps"][0]["arguments"] == {"query": "a logo with a fox", "modality": "image", "limit": 1}
     top = response["assets"][0]
     assert set(top) == SEARCH_KEYS and top["asset_id"] == planted and top["score"] > 0.99
     assert response["jobs"] == [] and list_jobs(settings=settings) == []
@@ -52,17 +52,15 @@ def test_search_or_generate_returns_a_planted_match_without_generating(settings:
 
 
 def test_search_or_generate_generates_in_an_empty_library(settings: Settings) -> None:
-    settings = settings.model_copy(update={"agent": settings.agent.model_copy(update={"default_count": 2})})
     # A NUL inside the request must not reach the stored job (PostgreSQL refuses NUL in JSON).
     response = run_agent(FOX.replace("fox", "fox\x00"), settings=settings, generator="tiny-random", wait_s=120)
-    assert tools_called(response) == ["search_assets", "generate_media", "get_asset", "get_asset"], response["notes"]
+    assert tools_called(response) == ["search_assets", "generate_media", "get_asset"], response["notes"]
     assert response["steps"][0]["result_summary"] == "0 results"
     assert response["steps"][1]["arguments"] == {
         "prompt": "a logo with a fox",
         "modality": "image",
         "generator": "tiny-random",
-        "n": 2,
-        "wait_s": 120,
+        "n": 1,
     }
     [job] = response["jobs"]
     assert job["status"] == "succeeded" and job["params"]["prompt"] == "a logo with a fox"

@@ -12,7 +12,7 @@ from litestar.testing import TestClient
 from agent.tools import openai_tools
 from api.rest.app import create_app
 from core.apikeys import create_key
-from core.job_executor import stop_executors
+from core.jobs import stop_executors
 from core.settings import Settings
 from tests.agent_library import ingest_images
 from tests.conftest import TINY_ENCODER
@@ -77,7 +77,7 @@ def test_a_generate_key_starts_a_job_it_owns(api: tuple[TestClient[Any], Setting
     assert job["status"] in ("queued", "running") and response.headers["location"] == job["url"]
     finished = client.get(f"{job['url']}?wait=60", headers=headers["generate"]).json()
     assert finished["status"] == "succeeded" and finished["params"]["prompt"] == "a logo with a fox"
-    assert len(finished["result"]["asset_ids"]) == 5  # agent.default_count
+    assert len(finished["result"]["asset_ids"]) == 1  # "a logo" asks for one
     assert client.get(job["url"], headers=headers["search"]).status_code == 404  # another key's job
 
 

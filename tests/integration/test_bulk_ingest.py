@@ -21,7 +21,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from core.db.engine import read_session
-from core.db.models import Asset, ChangeLog, Segment
+from core.db.models import Asset, AssetLocation, ChangeLog, Segment
 from core.settings import Settings
 from index.ingest.discover import PathNotAllowed, discover
 from index.ingest.manifest import read_manifest
@@ -87,6 +87,10 @@ def _indexed_count(settings: Settings) -> int:
         )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_halfway(settings: Settings, library: Path, sig: signal.Signals, log: Path) -> subprocess.Popen[bytes]:
     """Start a CLI ingest, wait until part of the library is committed, then send ``sig``."""
     with log.open("wb") as out:
@@ -96,6 +100,9 @@ def _interrupt_halfway(settings: Settings, library: Path, sig: signal.Signals, l
             env=_env(settings),
             stdout=out,
             stderr=out,
+            # A child started from a background shell job inherits SIGINT as ignored: restore the default, so the
+            # SIGINT sent below interrupts the ingest as Ctrl-C would.
+            preexec_fn=_default_sigint,
         )
     deadline = time.monotonic() + 300
     while _indexed_count(settings) < 300:
@@ -123,7 +130,9 @@ def _assert_index_equals_reindex(settings: Settings) -> None:
 
 def _assert_each_file_indexed_once(settings: Settings, library: Path) -> None:
     with read_session(settings) as session:
-        assets = session.execute(select(Asset.uri, Asset.status)).all()
+        assets = session.execute(
+            select(AssetLocation.path, Asset.status).join(Asset, AssetLocation.asset_id == Asset.id)
+        ).all()
         segments_per_asset = (
             session.execute(select(func.count()).select_from(Segment).group_by(Segment.asset_id)).scalars().all()
         )
@@ -208,8 +217,8 @@ def test_manifest_lines_labels_and_errors(settings: Settings, tmp_path: Path) ->
     with read_session(settings) as session:
         assets = {a.name: a for a in session.execute(select(Asset)).scalars()}
         first = assets[photos[0].name]
-        assert (first.collection, first.tags, first.meta) == ("trips", ["batch1", "beach"], {"camera": "x100"})
-        assert (assets[photos[1].name].collection, assets[photos[1].name].tags) == ("default", ["batch1"])
+        assert (first.collections, first.tags, first.meta) == (["trips"], ["batch1", "beach"], {"camera": "x100"})
+        assert (assets[photos[1].name].collections, assets[photos[1].name].tags) == (["default"], ["batch1"])
         assert all(assets[p.name].tags == ["batch1", "folder"] for p in more)
 
     missing = _cli(settings, "ingest", "--manifest", "nope.jsonl", cwd=root)

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from core.db.engine import dispose_engines, read_session
 from core.db.models import Asset, ChangeLog, Job, Segment
 from core.settings import Settings
-from tests.api.conftest import free_port
+from tests.api.conftest import listening_socket
 from tests.conftest import TINY_ENCODER, TINY_ENV, _postgres_database
 from tests.jobs_helpers import free_redis_db, stop_processes, wait_until
 from tests.media_images import write_images
@@ -61,11 +61,16 @@ class Cluster:
         self.logs = logs
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def _start(self, name: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    def _start(self, name: str, *args: str, pass_fds: tuple[int, ...] = ()) -> tuple[subprocess.Popen[bytes], Path]:
         log = self.logs / f"{name}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", *args], cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "api.cli", *args],
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                pass_fds=pass_fds,
             )
         self.processes.append(process)
         return process, log
@@ -77,8 +82,9 @@ class Cluster:
         return process
 
     def start_api(self, name: str) -> int:
-        port = free_port()
-        process, log = self._start(name, "serve", "--host", "127.0.0.1", "--port", str(port))
+        with listening_socket() as sock:  # bound here: no other process can take the port before the server
+            port = int(sock.getsockname()[1])
+            process, log = self._start(name, "serve", "--fd", str(sock.fileno()), pass_fds=(sock.fileno(),))
 
         def ready() -> bool:
             assert process.poll() is None, log.read_text(errors="replace")

@@ -12,9 +12,18 @@ from sqlalchemy import func, select, update
 
 from core.db.engine import read_session, write_session
 from core.db.models import Asset, Job
-from core.job_executor import stop_executors
-from core.job_fanout import child_id, settle_detached
-from core.jobs import HANDLERS, cancel, get_job, job_to_dict, list_jobs, submit, wait
+from core.jobs import (
+    HANDLERS,
+    cancel,
+    child_id,
+    get_job,
+    job_to_dict,
+    list_jobs,
+    settle_detached,
+    stop_executors,
+    submit,
+    wait,
+)
 from core.settings import IngestSettings, JobSettings, Settings
 from tests import fanout_handlers
 from tests.jobs_helpers import wait_until
@@ -131,8 +140,8 @@ def test_the_reaper_settles_a_parent_nobody_settled(embedded: Settings) -> None:
 
 def test_a_retry_whose_message_was_lost_is_sent_again(embedded: Settings) -> None:
     from core.db.models import utcnow
-    from core.job_reaper import redispatch_lost_retries
     from core.jobs import META_KEY
+    from core.jobs.reaper import redispatch_unclaimed
 
     lease = timedelta(seconds=embedded.jobs.lease_s)
     params = {"items": [{"path": "a"}], META_KEY: {"queue": "ingest"}}
@@ -145,6 +154,6 @@ def test_a_retry_whose_message_was_lost_is_sent_again(embedded: Settings) -> Non
     lost.lease_expires_at, recent.lease_expires_at = utcnow() - 2 * lease, utcnow()
     with write_session(embedded) as session:
         session.add_all([lost, recent])
-    assert redispatch_lost_retries(embedded) == [lost.id]
+    assert redispatch_unclaimed(embedded) == [lost.id]
     done = wait(lost.id, 60, embedded)
     assert (done.status, done.attempts, done.result["processed"]) == ("succeeded", 1, 1)

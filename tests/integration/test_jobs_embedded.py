@@ -19,10 +19,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from core.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, wait_for_deliveries
+from core.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from core.db.engine import read_session, write_session
 from core.db.models import Asset, Job, utcnow
-from core.job_executor import stop_executors
 from core.jobs import (
     IdempotencyConflict,
     JobRequestError,
@@ -31,8 +30,10 @@ from core.jobs import (
     get_job,
     job_to_dict,
     start_embedded_executor,
+    stop_executors,
     wait,
 )
+from core.outbox import wait_for_deliveries
 from core.settings import JobSettings, Settings
 from generators.params import InvalidGenerationParams
 from generators.service import store_init_image, submit_generation

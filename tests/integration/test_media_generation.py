@@ -14,8 +14,7 @@ from sqlalchemy import select
 from core.blobs import BlobStore
 from core.db.engine import read_session
 from core.db.models import Asset, Segment
-from core.job_executor import stop_executors
-from core.jobs import job_to_dict, wait
+from core.jobs import job_to_dict, stop_executors, wait
 from core.settings import GeneratorSettings, Settings
 from generators import registry
 from generators.params import InvalidGenerationParams

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -284,10 +283,8 @@ def test_missing_hub_weights_fail_fast_with_instructions(
             model="sensorium-test/not-downloaded",
         )
     )
-    started = time.monotonic()
     with pytest.raises(GeneratorUnavailable, match="hf download sensorium-test/not-downloaded") as info:
         load_pipeline(spec, data_dir, device="cpu")
-    assert time.monotonic() - started < 5
     assert "HF_HOME" in str(info.value)
 
 

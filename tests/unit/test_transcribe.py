@@ -50,10 +50,8 @@ def test_tiny_en_transcribes_the_fixture() -> None:
 @needs_tiny_en
 def test_silence_and_empty_audio_give_no_segments() -> None:
     transcriber = get_transcriber(WhisperSettings(model="tiny.en", device="cpu"))
-    started = time.perf_counter()
     assert transcriber.transcribe(np.zeros(16000 * 10, dtype=np.float32)) == []
     assert transcriber.transcribe(np.zeros(0, dtype=np.float32)) == []
-    assert time.perf_counter() - started < 0.1
 
 
 @needs_tiny_en

@@ -4,14 +4,18 @@ A handler calls fan_out() with one params dict per child. The children are inser
 parent's id and their position (a retried parent inserts none twice) and dispatched; then the parent waits
 *detached*: status ``running`` with no lease, so the reaper leaves it alone and no worker thread is held. Whenever
 a child ends, settle() refreshes the parent's progress and, once every child has ended, writes the merged result
-and the final status. The reaper calls settle_detached() on every pass, so a parent still ends if the process that
+and the final status. The reaper settles every detached parent on each pass, so a parent still ends if the process that
 finished its last child died before settling it.
+
+How children's results merge is the parent kind's business: its domain registers a hook with register_merge()
+(ingest's lives in index/tasks.py); a kind without one keeps its own result and gets the chunk counts only.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -19,17 +23,61 @@ from sqlalchemy import case, func, select, update
 
 from core.db.engine import read_session, write_session
 from core.db.models import Job, new_uuid, utcnow
-from core.jobs import META_KEY, TERMINAL, AwaitChildren, JobCanceled, dispatch, job_finished
+from core.jobs.model import META_KEY, TERMINAL, AwaitChildren, JobCanceled, resolve_handler
+from core.jobs.transport import dispatch
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from core.jobs import JobContext
+    from core.jobs.model import JobContext
     from core.settings import Settings
 
 _INSERT_BATCH = 500
-_LIST_CAP = 10_000  # longest list a merged result keeps (asset ids, failures); the counts stay exact
-_FAILED_PATHS_CAP = 1_000
+LIST_CAP = 10_000  # longest list a merged result should keep (asset ids, failures); counts stay exact
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    """How one child job ended, as a merge hook sees it."""
+
+    job_id: str
+    status: str
+    result: dict[str, Any]
+    error: str | None
+    params: dict[str, Any]
+
+
+# Given the parent's own result and every child (in id order, streamed), return the parent's merged result.
+# Entries the hook puts under "failed_chunks" are kept; the machinery adds job_id, status and error to each.
+MergeHook = Callable[[dict[str, Any], Iterator[ChildOutcome]], dict[str, Any]]
+_MERGE_HOOKS: dict[str, MergeHook] = {}
+
+
+def register_merge(kind: str, hook: MergeHook) -> None:
+    """Make ``hook`` merge the children's results of ``kind`` jobs (called by the kind's domain at import)."""
+    _MERGE_HOOKS[kind] = hook
+
+
+def merge_hook(kind: str) -> MergeHook | None:
+    """Return the merge hook of ``kind``, importing its handler's module first (where the hook is registered)."""
+    if kind not in _MERGE_HOOKS:
+        try:
+            resolve_handler(kind)
+        except (ImportError, ValueError):
+            return None
+    return _MERGE_HOOKS.get(kind)
+
+
+def sum_into(into: dict[str, Any], part: dict[str, Any], list_cap: int = LIST_CAP) -> None:
+    """Add ``part`` into ``into``: numbers summed, lists concatenated up to ``list_cap`` (a helper for hooks)."""
+    for key, value in part.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            into[key] = into.get(key, 0) + value
+        elif isinstance(value, list):
+            kept = into.setdefault(key, [])
+            kept.extend(value[: max(0, list_cap - len(kept))])
 
 
 def child_id(parent_id: str, position: int) -> str:
@@ -84,11 +132,16 @@ def _insert_missing(
         stored = dict(session.execute(select(Job.id, Job.status).where(Job.id.in_(ids))).tuples().all())
         to_send: list[tuple[str, str | None]] = []
         for job_id, params in zip(ids, batch, strict=True):
+            message_id = new_uuid() if settings.broker_url else None
             if job_id in stored:
                 if stored[job_id] == "queued":  # a fan-out that died between inserting and dispatching
-                    to_send.append((job_id, new_uuid() if settings.broker_url else None))
+                    session.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.status == "queued")
+                        .values(celery_id=message_id, lease_expires_at=utcnow())
+                    )
+                    to_send.append((job_id, message_id))
                 continue
-            message_id = new_uuid() if settings.broker_url else None
             session.add(
                 Job(
                     id=job_id,
@@ -119,13 +172,16 @@ def cancel_children(parent_id: str, settings: Settings) -> None:
         )
 
 
-def settle(parent_id: str, settings: Settings) -> None:
-    """Refresh a detached parent's progress from its children; end it once they have all ended."""
+def settle(parent_id: str, settings: Settings) -> Job | None:
+    """Refresh a detached parent's progress from its children; end it once they have all ended.
+
+    Returns the parent when this call ended it (the caller runs its end-of-job steps), else None.
+    """
     with write_session(settings) as session:
         parent = session.get(Job, parent_id, with_for_update=True)
         # Still fanning out (its attempt holds a lease) or already ended: nothing to settle.
         if parent is None or parent.status != "running" or parent.lease_expires_at is not None:
-            return
+            return None
         total = int((parent.result or {}).get("chunks") or 0)
         ended, running_progress = session.execute(
             select(
@@ -135,70 +191,63 @@ def settle(parent_id: str, settings: Settings) -> None:
         ).one()
         if int(ended) < total:
             parent.progress = min(0.999, (int(ended) + float(running_progress)) / max(1, total))
-            return
+            return None
         _finish(session, parent)
-        finished = parent
-    job_finished(finished, settings)
+        return parent
+
+
+class _Tally:
+    """Streams a parent's children to its merge hook while counting how each ended."""
+
+    def __init__(self, rows: Iterable[Any]) -> None:
+        self._rows = iter(rows)
+        self.status = {"succeeded": 0, "failed": 0, "canceled": 0}
+        self.failed: list[dict[str, Any]] = []
+
+    def __iter__(self) -> Iterator[ChildOutcome]:
+        for job_id, status, result, error, params in self._rows:
+            self.status[status] = self.status.get(status, 0) + 1
+            if status != "succeeded":
+                self.failed.append({"job_id": job_id, "status": status, "error": error})
+            yield ChildOutcome(job_id, status, dict(result or {}), error, dict(params or {}))
 
 
 def _finish(session: Session, parent: Job) -> None:
     """Write the parent's merged result and final status (its children have all ended)."""
-    merged = dict(parent.result or {})
-    chunk_status = {"succeeded": 0, "failed": 0, "canceled": 0}
-    failed_chunks: list[dict[str, Any]] = []
-    failed_paths = 0
     rows = session.execute(
         select(Job.id, Job.status, Job.result, Job.error, Job.params)
         .where(Job.parent_id == parent.id)
         .order_by(Job.id)
         .execution_options(yield_per=200)
     )
-    for job_id, status, result, error, params in rows:
-        chunk_status[status] = chunk_status.get(status, 0) + 1
-        _merge(merged, result or {})
-        if status != "succeeded":
-            paths = [str(item.get("path")) for item in (params or {}).get("items") or [] if isinstance(item, dict)]
-            kept = paths[: max(0, _FAILED_PATHS_CAP - failed_paths)]
-            failed_paths += len(kept)
-            failed_chunks.append(
-                {"job_id": job_id, "status": status, "error": error, "files": len(paths), "paths": kept}
-            )
-    merged["chunk_status"] = chunk_status
-    merged["failed_chunks"] = failed_chunks
+    tally = _Tally(rows)
+    children = iter(tally)
+    hook = merge_hook(parent.kind)
+    merged = hook(dict(parent.result or {}), children) if hook is not None else dict(parent.result or {})
+    for _ in children:  # a hook that stopped early still leaves every child counted
+        pass
+    details = {entry.get("job_id"): entry for entry in merged.get("failed_chunks") or [] if isinstance(entry, dict)}
+    merged["chunk_status"] = tally.status
+    merged["failed_chunks"] = [{**details.get(entry["job_id"], {}), **entry} for entry in tally.failed]
     parent.result = merged
     parent.finished_at = utcnow()
     if parent.cancel_requested:
         parent.status, parent.error = "canceled", "canceled"
-    elif failed_chunks:
-        first = failed_chunks[0]
+    elif tally.failed:
+        first = tally.failed[0]
         parent.status = "failed"
         parent.error = (
-            f"{len(failed_chunks)} of {merged.get('chunks')} chunks did not finish "
+            f"{len(tally.failed)} of {merged.get('chunks')} chunks did not finish "
             f"(first: {first['status']}: {first['error']}); submit the same request again to finish them "
-            "(files already indexed are skipped)"
+            "(work already done is skipped)"
         )
     else:
         parent.status, parent.error, parent.progress = "succeeded", None, 1.0
 
 
-def _merge(into: dict[str, Any], part: dict[str, Any]) -> None:
-    """Add a child's result into the parent's: numbers are summed, lists concatenated (capped)."""
-    for key, value in part.items():
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int | float):
-            into[key] = into.get(key, 0) + value
-        elif isinstance(value, list):
-            kept = into.setdefault(key, [])
-            kept.extend(value[: max(0, _LIST_CAP - len(kept))])
-
-
-def settle_detached(settings: Settings, limit: int = 100) -> int:
-    """Settle every detached parent (the reaper's safety net); return how many were looked at."""
+def detached_parents(settings: Settings, limit: int = 100) -> list[str]:
+    """Return the ids of parents waiting detached for their children (at most ``limit``)."""
     with read_session(settings) as session:
-        ids = list(
+        return list(
             session.scalars(select(Job.id).where(Job.status == "running", Job.lease_expires_at.is_(None)).limit(limit))
         )
-    for job_id in ids:
-        settle(job_id, settings)
-    return len(ids)

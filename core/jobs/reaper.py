@@ -1,25 +1,29 @@
 """The reaper: requeue running jobs whose lease expired (their worker died), or fail them after max_attempts.
 
-It also sends again retries whose delayed message was lost with its worker, and settles detached fan-out parents
-whose children have ended (core/job_fanout.py), as a safety net.
+It also sends again queued jobs that nobody claimed a lease after their message was due (the message was lost:
+a broker that lost it, or a delayed retry held in the memory of a worker that died), and settles detached fan-out
+parents whose children have ended (core/jobs/fanout.py) and starts senders for webhook deliveries left by a dead
+process (core/outbox.py), as safety nets.
 
 It runs in every Celery worker and in the embedded executor. Several reapers may race; each change is a
-conditional update on the job's attempt number and expired lease, so exactly one of them acts on a job.
+conditional update on the job's attempt number and lease (or due time), so exactly one of them acts on a job.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from core.db.engine import read_session, write_session
 from core.db.models import Job, new_uuid, utcnow
-from core.job_fanout import settle_detached
-from core.job_runner import updated_rows
-from core.jobs import META_KEY, dispatch, get_job, job_finished
+from core.jobs.lifecycle import job_finished, settle_detached
+from core.jobs.model import aware, queue_of
+from core.jobs.store import get_job, updated_rows
+from core.jobs.transport import dispatch, waiting
+from core.outbox import pump
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -33,7 +37,8 @@ def reap_interval(settings: Settings) -> float:
 
 
 def _when(value: datetime | None) -> str:
-    return (value if value is None or value.tzinfo else value.replace(tzinfo=UTC)).isoformat() if value else "?"
+    stamp = aware(value)
+    return stamp.isoformat() if stamp is not None else "?"
 
 
 def reap_expired(settings: Settings) -> list[str]:
@@ -50,6 +55,7 @@ def reap_expired(settings: Settings) -> list[str]:
         give_up = attempts >= settings.jobs.max_attempts
         reason = f"worker lost: attempt {attempts} stopped renewing its lease (expired {_when(lease)})"
         message_id = new_uuid() if settings.broker_url and not give_up else None
+        # A requeued job is due now: if its new message is lost too, redispatch_unclaimed() sends another.
         values = (
             {"status": "failed", "error": f"{reason}; gave up after {attempts} attempts", "finished_at": now}
             if give_up
@@ -62,7 +68,7 @@ def reap_expired(settings: Settings) -> list[str]:
                     .where(
                         Job.id == job_id, Job.status == "running", Job.attempts == attempts, Job.lease_expires_at < now
                     )
-                    .values(lease_expires_at=None, **values)
+                    .values(lease_expires_at=None if give_up else now, **values)
                 )
             )
         if won != 1:
@@ -74,39 +80,50 @@ def reap_expired(settings: Settings) -> list[str]:
             if job is not None:
                 job_finished(job, settings)
         else:
-            queue = str((params or {}).get(META_KEY, {}).get("queue") or "gpu")
-            dispatch(job_id, kind, queue, settings, message_id=message_id)
+            dispatch(job_id, kind, queue_of(params), settings, message_id=message_id)
     return acted
 
 
-def redispatch_lost_retries(settings: Settings) -> list[str]:
-    """Send again the retries due a lease ago that no worker claimed: a delayed Celery message waits in the memory
-    of the worker that took it, so it dies with that worker (Redis would redeliver it only after an hour)."""
+def redispatch_unclaimed(settings: Settings) -> list[str]:
+    """Send again every queued job whose message was due a lease ago and that no worker claimed since.
+
+    A queued job is due when it was created, requeued or its retry's delay ended (``lease_expires_at`` holds that
+    time, else ``created_at``). A message still waiting in the broker's queue is left alone (the job is only
+    behind others); one that is nowhere was lost: with its broker, or in the memory of the worker that took it
+    (a delayed retry; Redis would redeliver it only after an hour).
+    """
     now = utcnow()
     cutoff = now - timedelta(seconds=settings.jobs.lease_s)
+    due_at = func.coalesce(Job.lease_expires_at, Job.created_at)
     with read_session(settings) as session:
-        lost = session.execute(
-            select(Job.id, Job.kind, Job.lease_expires_at, Job.params)
-            .where(Job.status == "queued", Job.lease_expires_at < cutoff)
+        unclaimed = session.execute(
+            select(Job.id, Job.kind, Job.lease_expires_at, Job.created_at, Job.params, Job.celery_id)
+            .where(Job.status == "queued", due_at < cutoff)
+            .order_by(due_at)
             .limit(_BATCH)
         ).all()
+    if not unclaimed:
+        return []
+    still_waiting = waiting(settings, {row.id: row.celery_id for row in unclaimed})
     sent: list[str] = []
-    for job_id, kind, due, params in lost:
+    for job_id, kind, due, created, params, _ in unclaimed:
+        if job_id in still_waiting:
+            continue
         message_id = new_uuid() if settings.broker_url else None
+        fence = Job.lease_expires_at == due if due is not None else Job.lease_expires_at.is_(None)
         with write_session(settings) as session:
             # A new due time: should this message be lost too, the next pass a lease from now sends another.
             won = updated_rows(
                 session.execute(
                     update(Job)
-                    .where(Job.id == job_id, Job.status == "queued", Job.lease_expires_at == due)
+                    .where(Job.id == job_id, Job.status == "queued", fence)
                     .values(lease_expires_at=now, celery_id=message_id)
                 )
             )
         if won != 1:
             continue  # claimed meanwhile, or another reaper sent it
-        logger.warning("job %s: its retry was due at %s and nobody claimed it; sent again", job_id, _when(due))
-        queue = str((params or {}).get(META_KEY, {}).get("queue") or "gpu")
-        dispatch(job_id, kind, queue, settings, message_id=message_id)
+        logger.warning("job %s: due since %s and nobody claimed it; sent again", job_id, _when(due or created))
+        dispatch(job_id, kind, queue_of(params), settings, message_id=message_id)
         sent.append(job_id)
     return sent
 
@@ -134,8 +151,9 @@ class Reaper:
         while True:
             try:
                 reap_expired(self.settings)
-                redispatch_lost_retries(self.settings)
+                redispatch_unclaimed(self.settings)
                 settle_detached(self.settings)
+                pump(self.settings)  # callbacks whose process died while sending them
             except Exception:
                 # A database or broker hiccup must not end the reaper: the next pass tries again.
                 logger.exception("reaper pass failed")

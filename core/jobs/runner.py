@@ -10,15 +10,16 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from core.db.engine import get_engine, write_session
 from core.db.models import Job, new_uuid, utcnow
-from core.jobs import (
+from core.jobs.lifecycle import job_finished, notify_finished, settle_parent
+from core.jobs.model import (
     META_KEY,
     TERMINAL,
     AwaitChildren,
@@ -26,18 +27,15 @@ from core.jobs import (
     JobContext,
     JobFailed,
     RetryableJobError,
-    dispatch,
-    job_finished,
+    aware,
     job_meta,
-    notify_finished,
     resolve_handler,
 )
+from core.jobs.store import lease_until, updated_rows
+from core.jobs.transport import dispatch
 from core.logs import bind_job
 from core.metrics import observe_job
 from core.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from sqlalchemy import CursorResult, Result
 
 logger = logging.getLogger(__name__)
 
@@ -47,23 +45,9 @@ _PROGRESS_INTERVAL_S = 1.0
 _MAX_RETRY_DELAY_S = 60.0
 
 
-def updated_rows(result: Result[Any]) -> int:
-    """Return how many rows an UPDATE matched (session.execute types its result as a plain Result)."""
-    return int(cast("CursorResult[Any]", result).rowcount)
-
-
-def lease_until(settings: Settings) -> datetime:
-    """Return when a lease taken or renewed now expires."""
-    return utcnow() + timedelta(seconds=settings.jobs.lease_s)
-
-
 def heartbeat_interval(settings: Settings) -> float:
     """Return the heartbeat period: the setting, but at least three beats per lease."""
     return min(settings.jobs.heartbeat_s, settings.jobs.lease_s / 3)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -75,8 +59,9 @@ class _Claim:
     queue: str
 
 
-def _claim(job_id: str, settings: Settings) -> _Claim | None:
-    """Mark the job running under a new attempt number; None when it must not run (done, held, canceled)."""
+def _claim(job_id: str, settings: Settings, message_id: str | None) -> _Claim | None:
+    """Mark the job running under a new attempt number; None when it must not run (done, held, canceled, or
+    ``message_id`` is not the job's latest message: a newer one was sent, so this one is a stale duplicate)."""
     ended: Job | None = None
     with write_session(settings) as session:
         job = session.get(Job, job_id, with_for_update=True)
@@ -85,8 +70,11 @@ def _claim(job_id: str, settings: Settings) -> _Claim | None:
             return None
         if job.status in TERMINAL:
             return None  # a duplicate delivery of a finished job: nothing to do (idempotent by job id)
+        if job.status == "queued" and message_id and job.celery_id and job.celery_id != message_id:
+            logger.info("job %s: message %s was replaced by %s; dropped", job_id, message_id, job.celery_id)
+            return None
         now = utcnow()
-        lease = _aware(job.lease_expires_at)
+        lease = aware(job.lease_expires_at)
         if job.status == "running" and lease is not None and lease > now:
             return None  # another attempt holds a live lease
         if job.cancel_requested:
@@ -202,14 +190,17 @@ def retry_delay(attempt: int) -> float:
     return float(min(_MAX_RETRY_DELAY_S, 2 ** max(0, attempt - 1)))
 
 
-def execute(job_id: str, settings: Settings | None = None) -> str | None:
-    """Run one attempt of the job if it may run now; return the status it was left in, or None if it did not run."""
+def execute(job_id: str, settings: Settings | None = None, message_id: str | None = None) -> str | None:
+    """Run one attempt of the job if it may run now; return the status it was left in, or None if it did not run.
+
+    ``message_id`` is the broker message that asked for this run, if any (a stale duplicate is dropped).
+    """
     with bind_job(job_id):  # every log line of the attempt carries the job id
-        return _execute(job_id, settings or get_settings())
+        return _execute(job_id, settings or get_settings(), message_id)
 
 
-def _execute(job_id: str, settings: Settings) -> str | None:
-    claim = _claim(job_id, settings)
+def _execute(job_id: str, settings: Settings, message_id: str | None) -> str | None:
+    claim = _claim(job_id, settings, message_id)
     if claim is None:
         return None
     lease = Lease(job_id, claim.attempt, settings)
@@ -243,14 +234,12 @@ def _run(ctx: JobContext, claim: _Claim, lease: Lease) -> str | None:
     try:
         result = resolve_handler(claim.kind)(ctx)
     except AwaitChildren as exc:
-        # Detached: running without a lease until its children end (core/job_fanout.py settles it). The heartbeat
+        # Detached: running without a lease until its children end (core/jobs/fanout.py settles it). The heartbeat
         # stops first, so it cannot renew the lease after this write.
         lease.stop()
         if not lease.write(result=exc.result, lease_expires_at=None):
             return None
-        from core.job_fanout import settle
-
-        settle(job_id, ctx.settings)  # its children may all have ended already
+        settle_parent(job_id, ctx.settings)  # its children may all have ended already
         return "waiting"
     except JobCanceled as exc:
         if lease.lost:

@@ -1,4 +1,8 @@
-"""Embedded mode: run jobs on threads inside this process, with a bounded queue per job queue and a reaper."""
+"""Embedded mode: run jobs on threads inside this process, with a bounded queue per job queue and a reaper.
+
+The executor is the embedded transport: it installs itself in core/jobs/transport.py when this module is imported
+(core.jobs imports it), so the modules below the runner can dispatch without importing it.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ from sqlalchemy import select
 
 from core.db.engine import read_session
 from core.db.models import Job
-from core.job_reaper import Reaper
-from core.job_runner import execute
-from core.jobs import META_KEY, QUEUES, QueueFull
+from core.jobs.model import QUEUES, QueueFull, queue_of
+from core.jobs.reaper import Reaper
+from core.jobs.runner import execute
+from core.jobs.transport import use_embedded
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -38,6 +43,15 @@ class EmbeddedExecutor:
         for thread in self._threads:
             thread.start()
         self._reaper = Reaper(settings).start()
+
+    def send(self, job_id: str, kind: str, queue: str, *, message_id: str | None, countdown: float) -> None:
+        """Transport side: run the job on this process's ``queue`` lane (after ``countdown`` seconds)."""
+        self.enqueue(job_id, queue, delay_s=countdown)
+
+    def waiting(self, messages: dict[str, str | None]) -> set[str]:
+        """Return the jobs among ``messages`` that wait in this executor's lanes."""
+        with self._lock:
+            return {job_id for job_id in messages if job_id in self._pending}
 
     def enqueue(self, job_id: str, queue_name: str, delay_s: float = 0.0) -> None:
         """Queue a job id to run here (after ``delay_s``); raise QueueFull when the lane is full."""
@@ -70,7 +84,7 @@ class EmbeddedExecutor:
         resumed = 0
         for job_id, params in rows:
             try:
-                self.enqueue(job_id, str((params or {}).get(META_KEY, {}).get("queue") or "gpu"))
+                self.enqueue(job_id, queue_of(params))
                 resumed += 1
             except QueueFull:
                 break
@@ -102,9 +116,13 @@ _executors: dict[tuple[str, str], EmbeddedExecutor] = {}
 _executors_lock = threading.Lock()
 
 
+def _key(settings: Settings) -> tuple[str, str]:
+    return settings.resolved_database_url(), str(settings.resolved_data_dir())
+
+
 def get_executor(settings: Settings) -> EmbeddedExecutor:
     """Return this process's executor for the settings' database, starting it (and resuming jobs) on first use."""
-    key = (settings.resolved_database_url(), str(settings.resolved_data_dir()))
+    key = _key(settings)
     with _executors_lock:
         executor = _executors.get(key)
         if executor is not None:
@@ -112,6 +130,12 @@ def get_executor(settings: Settings) -> EmbeddedExecutor:
         executor = _executors[key] = EmbeddedExecutor(settings)
     executor.resume()
     return executor
+
+
+def running_executor(settings: Settings) -> EmbeddedExecutor | None:
+    """Return this process's executor for the settings' database if it was started, else None."""
+    with _executors_lock:
+        return _executors.get(_key(settings))
 
 
 def stop_executors() -> None:
@@ -126,3 +150,6 @@ def stop_executors() -> None:
         for key, executor in executors.items():
             if _executors.get(key) is executor:
                 del _executors[key]
+
+
+use_embedded(get_executor, running_executor)

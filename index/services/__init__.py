@@ -1,0 +1,1 @@
+"""Domain services that every door (CLI, REST, agent tools, MCP) calls."""
