@@ -203,12 +203,13 @@ def test_manifest_lines_labels_and_errors(settings: Settings, tmp_path: Path) ->
     result = _cli(settings, "ingest", "--manifest", "manifest.jsonl", "--tag", "batch1", "--json", cwd=root)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     summary = json.loads(result.stdout)
-    assert (summary["indexed"], summary["failed"]) == (4, 7)
+    # The embedded CLI reads whatever its user can (the server keeps its allowed roots): line 6 is indexed too.
+    assert (summary["indexed"], summary["failed"]) == (5, 6)
     reasons = {f["path"]: f["reason"] for f in summary["failures"]}
     manifest = str(root / "manifest.jsonl")
     assert "line 3 is not valid JSON" in reasons[f"{manifest}:3"]
     assert 'line 5: missing "path"' in reasons[f"{manifest}:5"]
-    assert "manifest line 6" in reasons[str(outside[0])] and "outside the allowed roots" in reasons[str(outside[0])]
+    assert str(outside[0]) not in reasons
     assert "manifest line 7: no such file or folder" in reasons[str(root / "missing.png")]
     assert '"tags" must be a list of strings' in reasons[f"{manifest}:9"]
     assert "unknown field 'colour'" in reasons[f"{manifest}:10"]
@@ -220,6 +221,7 @@ def test_manifest_lines_labels_and_errors(settings: Settings, tmp_path: Path) ->
         assert (first.collections, first.tags, first.meta) == (["trips"], ["batch1", "beach"], {"camera": "x100"})
         assert (assets[photos[1].name].collections, assets[photos[1].name].tags) == (["default"], ["batch1"])
         assert all(assets[p.name].tags == ["batch1", "folder"] for p in more)
+        assert assets[outside[0].name].tags == ["batch1"]
 
     missing = _cli(settings, "ingest", "--manifest", "nope.jsonl", cwd=root)
     assert missing.returncode == 2 and "manifest not found" in missing.stderr
@@ -227,7 +229,8 @@ def test_manifest_lines_labels_and_errors(settings: Settings, tmp_path: Path) ->
     assert nothing.returncode == 2 and "--manifest" in nothing.stderr
 
 
-def test_allowed_roots_setting_refuses_paths_and_escaping_symlinks(settings: Settings, tmp_path: Path) -> None:
+def test_allowed_roots_refuse_paths_and_escaping_symlinks(settings: Settings, tmp_path: Path) -> None:
+    """The server's rule (REST and workers): only paths under the allowed roots, symlinks resolved first."""
     root = tmp_path / "root"
     inside = write_images(root / "lib", 2, start_seed=40)
     outside = write_images(tmp_path / "elsewhere", 2, start_seed=50)
@@ -236,21 +239,30 @@ def test_allowed_roots_setting_refuses_paths_and_escaping_symlinks(settings: Set
     (root / "linked-dir").symlink_to(tmp_path / "elsewhere")
     (root / "manifest.jsonl").write_text(json.dumps({"path": "lib/escape.png"}) + "\n")
     (tmp_path / "outside.jsonl").write_text(json.dumps({"path": str(inside[1])}) + "\n")
-    roots = {"SENSORIUM_INGEST__ALLOWED_ROOTS": json.dumps([str(root)])}
 
-    result = _cli(
-        settings, "ingest", str(root / "lib"), str(outside[1]), str(root / "linked-dir"), "--manifest",
-        str(root / "manifest.jsonl"), "--json", cwd=tmp_path, extra_env=roots,
-    )  # fmt: skip
-    summary = json.loads(result.stdout)
-    assert result.returncode == 1 and (summary["indexed"], summary["skipped"]) == (2, 1)
-    reasons = {f["path"]: f["reason"] for f in summary["failures"]}
+    items = [
+        *discover([root / "lib", outside[1], root / "linked-dir"], [root]),
+        *read_manifest(root / "manifest.jsonl", [root]),
+    ]
+    summary = ingest(items, settings)
+    assert (summary.indexed, summary.skipped) == (2, 1)
+    reasons = {f.path: f.reason or "" for f in summary.failures}
     assert set(reasons) == {str(outside[1]), str(root / "linked-dir"), str(root / "lib" / "escape.png")}
     assert all("outside the allowed roots" in reason for reason in reasons.values())
-    assert summary["failed"] == 4  # escape.png is refused twice: found in the folder and named by the manifest
+    assert summary.failed == 4  # escape.png is refused twice: found in the folder and named by the manifest
 
     with pytest.raises(PathNotAllowed, match="outside the allowed roots"):  # the manifest itself is checked too
         read_manifest(tmp_path / "outside.jsonl", [root])
+
+
+def test_embedded_cli_ingests_what_its_user_can_read(settings: Settings, tmp_path: Path) -> None:
+    """The CLI runs with its user's permissions: a path outside the roots (and the cwd) is indexed."""
+    outside = write_images(tmp_path / "elsewhere", 1, start_seed=60)
+    roots = {"SENSORIUM_INGEST__ALLOWED_ROOTS": str(tmp_path / "root")}
+    (tmp_path / "cwd").mkdir()
+    result = _cli(settings, "ingest", str(outside[0]), "--json", cwd=tmp_path / "cwd", extra_env=roots)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["indexed"] == 1
 
 
 def _png_bomb(width: int, height: int) -> bytes:
