@@ -113,8 +113,8 @@ class OcrSettings(BaseModel):
     # Lines the recogniser is less sure of than this are dropped.
     min_confidence: float = Field(default=0.6, ge=0, le=1)
     device: str = "auto"  # auto (CUDA when onnxruntime-gpu can use it), cpu, cuda
-    # A scene frame whose 64x36 grey thumbnail differs from the previous scene's by less than this (mean, 0-255)
-    # reuses its text instead of running detection again.
+    # A scene frame whose grey thumbnail differs from the previous scene's by less than this (0-255, the mean over
+    # the most changed of 10x10 cells) reuses its text instead of running detection again.
     same_frame_difference: float = Field(default=3.0, ge=0, le=255)
 
 

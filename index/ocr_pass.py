@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 
 PASS_NAME = "ocr"
 _KINDS = ("image", "video")
-_THUMB = (64, 36)
+# Repeated pictures are told apart on a 160x90 grey thumbnail, cell by cell (10 x 10 cells): a slide that differs
+# from the one before by a single line of text differs a lot in one cell, and little on average.
+_THUMB = (160, 90)
+_CELLS = 10
 
 
 @dataclass
@@ -124,7 +127,7 @@ def _read_asset(settings: Settings, encoder: Encoder, blobs: BlobStore, asset_id
     previous: tuple[np.ndarray, list[OcrLine]] | None = None
     for picture in pictures:
         thumb = _grey_thumbnail(picture.image)
-        if previous is not None and float(np.abs(thumb - previous[0]).mean()) < settings.ocr.same_frame_difference:
+        if previous is not None and _difference(thumb, previous[0]) < settings.ocr.same_frame_difference:
             lines = previous[1]  # the same slide as the scene before: no detection, no recognition
             summary.repeated += 1
             observe_ocr(None)
@@ -205,8 +208,15 @@ def _body(line: OcrLine) -> str:
     return line.text if line.raw == line.text else f"{line.text} {line.raw}"
 
 
+def _difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Return the largest mean absolute difference (0-255) of two thumbnails over a grid of cells."""
+    h, w = a.shape
+    cells = np.abs(a - b).reshape(_CELLS, h // _CELLS, _CELLS, w // _CELLS).mean(axis=(1, 3))
+    return float(cells.max())
+
+
 def _grey_thumbnail(image: Image.Image) -> np.ndarray:
-    """Return a 64x36 grey thumbnail as float32, to tell a repeated slide from a new one."""
+    """Return a 160x90 grey thumbnail as float32, to tell a repeated slide from a new one."""
     from PIL import Image
 
     thumb: np.ndarray = np.asarray(image.convert("L").resize(_THUMB, Image.Resampling.BILINEAR), dtype=np.float32)

@@ -28,6 +28,10 @@ _BLEND_MAX_RESIDUAL = 0.22
 _MERGE_S = 1.2
 # A hard cut inside a transition is the transition itself if its one step holds this share of the change.
 _HARD_SHARE = 0.5
+# A lone hard cut is not one if, this long after it, the picture differs from before it by less than
+# _FLASH_MAX_CHANGE (mean absolute difference, 0-255); a new slide of text alone differs by more than 10.
+_FLASH_S = 0.5
+_FLASH_MAX_CHANGE = 4.0
 # Scenes shorter than this are merged into the one before: flashes are not scenes.
 _MIN_SCENE_S = 0.6
 
@@ -45,6 +49,7 @@ class CutDetector:
         # (centre, change) of consecutive windows that passed the blend test
         self._run: list[tuple[float, float]] = []
         self._steps: dict[float, float] = {}  # recent frames' change from the frame before
+        self._recent: dict[float, np.ndarray] = {}  # recent small frames, to tell a flash from a cut
         self._hard_cuts: list[float] = []
         self._gradual_cuts: list[tuple[float, float]] = []  # (midpoint, total change)
         self._emitted: float = 0.0
@@ -66,6 +71,7 @@ class CutDetector:
             del self._times[stale]
         for old in [s for s in self._steps if s < t - 2 * self.lag_s]:
             del self._steps[old]
+            self._recent.pop(old, None)
         self._push_blend(t, frame)
         return self._settled(t - self.lag_s)
 
@@ -80,6 +86,7 @@ class CutDetector:
         small = cv2.resize(frame, (_BLEND_W, _BLEND_H), interpolation=cv2.INTER_AREA).astype(np.float32)
         if self._window:
             self._steps[t] = float(np.abs(small - self._window[-1][1]).mean())
+        self._recent[t] = small
         self._window.append((t, small))
         if len(self._window) < (self._window.maxlen or 0):
             return
@@ -118,13 +125,26 @@ class CutDetector:
                 else:
                     self._gradual_cuts.remove(event)
             cut = self._group_time(group)
-            if cut - self._emitted >= _MIN_SCENE_S:
+            if cut is not None and cut - self._emitted >= _MIN_SCENE_S:
                 cuts.append(cut)
                 self._emitted = cut
         return cuts
 
-    def _group_time(self, group: list[tuple[float, float]]) -> float:
-        """Return the time of a merged group of (time, gradual change or 0 for a hard cut) events.
+    def _is_flash(self, t: float) -> bool:
+        """Tell whether a hard cut at ``t`` leaves the picture nearly as it was half a second before it.
+
+        A one-frame flash does, and so does a re-encoded keyframe, whose new grain shifts the hue of grey
+        pixels everywhere (PySceneDetect scores that as a cut) while the picture barely changes.
+        """
+        before = [s for s in self._recent if s < t]
+        after = [s for s in self._recent if s >= t + _FLASH_S]
+        if not before or not after:
+            return False
+        change = np.abs(self._recent[max(before)] - self._recent[min(after)]).mean()
+        return float(change) < _FLASH_MAX_CHANGE
+
+    def _group_time(self, group: list[tuple[float, float]]) -> float | None:
+        """Return the time of a merged group of (time, gradual change or 0 for a hard cut) events, None for a flash.
 
         A hard cut whose one-frame step carries most of the group's change is a real cut, and precise; a
         smaller spike is the edge of a fade, whose midpoint is the cut.
@@ -132,7 +152,7 @@ class CutDetector:
         hard = [t for t, change in group if change == 0.0]
         gradual = [(t, change) for t, change in group if change > 0.0]
         if not gradual:
-            return hard[0]
+            return hard[0] if not self._is_flash(hard[0]) else None
         middle, change = max(gradual, key=lambda g: g[1])
         for t in hard:
             if self._steps.get(t, 0.0) >= _HARD_SHARE * change:
@@ -167,8 +187,10 @@ def _hard_detector(settings: MediaSettings) -> Any:
     from scenedetect import AdaptiveDetector, ContentDetector
 
     min_len = max(1, round(_MIN_SCENE_S * settings.scene_fps))
+    # Edges count as much as hue, saturation and brightness: a new slide is mostly new text, i.e. new edges.
+    weights = ContentDetector.Components(delta_hue=1.0, delta_sat=1.0, delta_lum=1.0, delta_edges=1.0)
     if settings.scene_detector == "content":
         threshold = 27.0 if settings.scene_threshold is None else settings.scene_threshold
-        return ContentDetector(threshold=threshold, min_scene_len=min_len)
+        return ContentDetector(threshold=threshold, min_scene_len=min_len, weights=weights)
     minimum = 15.0 if settings.scene_threshold is None else settings.scene_threshold
-    return AdaptiveDetector(min_scene_len=min_len, min_content_val=minimum)
+    return AdaptiveDetector(min_scene_len=min_len, min_content_val=minimum, weights=weights)

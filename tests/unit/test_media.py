@@ -308,3 +308,18 @@ def test_over_max_duration(scene_video: Path) -> None:
         list(iter_scenes(scene_video, settings))
     with pytest.raises(MediaError, match="exceeds the maximum"):
         load_audio(scene_video, settings)
+
+
+def test_slide_changes_are_cut_and_keyframes_are_not(media_dir: Path) -> None:
+    # Text-only slide changes on grainy light backgrounds, 10 s each at 30 fps: x264 starts a new GOP every
+    # 250 frames (8.3 s), whose re-encoded grain PySceneDetect alone scores as a cut.
+    from tests.ocr_images import fonts, render
+
+    rng = np.random.default_rng(4)
+    slides = [
+        np.asarray(render([f"Part {i}", "quarterly shipping volume"], fonts()[0], 26, rng, size=(640, 360)).image)
+        for i in range(4)
+    ]
+    make_scenes_video(media_dir / "slides.mp4", slides, [10.0] * 4, [("cut", 0.0)] * 3, fps=30)
+    scenes = list(iter_scenes(media_dir / "slides.mp4", MediaSettings()))
+    assert [round(s.t_start, 1) for s in scenes] == [0.0, 10.0, 20.0, 30.0]
