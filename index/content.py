@@ -123,6 +123,11 @@ def open_thumbnail(settings: Settings, asset_id: str) -> OpenContent:
         if asset is None or asset.trashed_at is not None:
             raise AssetMissing(f"no asset with id {asset_id!r}")
         key, name = asset.thumbnail_key, f"{Path(asset.name).stem}.jpg"
+    return open_thumbnail_blob(settings, key, name)
+
+
+def open_thumbnail_blob(settings: Settings, key: str | None, name: str) -> OpenContent:
+    """Open the thumbnail stored under ``key`` (an asset's, or one of its moments'); raise ContentUnavailable."""
     if not key:
         raise ContentUnavailable("this asset has no thumbnail")
     try:

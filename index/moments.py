@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.db.engine import read_session
 from core.db.models import Asset, Segment
+from core.settings import Settings
+from index.content import AssetMissing, OpenContent, open_thumbnail_blob
+from index.resolve import resolve_asset
 
 
 class MomentNotFound(LookupError):
@@ -35,3 +41,17 @@ def moment_thumbnail_key(session: Session, asset_id: str, segment_id: int) -> st
         if frame:
             return frame
     return asset.thumbnail_key  # images, and audio (its poster is its first spectrogram window)
+
+
+def open_moment_thumbnail(settings: Settings, asset_id: str, segment_id: int) -> OpenContent:
+    """Open the JPEG of a result's moment; raise ContentUnavailable (AssetMissing for an unknown asset or segment)."""
+    with read_session(settings) as session:
+        asset = resolve_asset(session, asset_id)
+        if asset is None or asset.trashed_at is not None:
+            raise AssetMissing(f"no asset with id {asset_id!r}")
+        try:
+            key = moment_thumbnail_key(session, asset.id, segment_id)
+        except MomentNotFound as exc:
+            raise AssetMissing(str(exc)) from None
+        name = f"{Path(asset.name).stem}-{segment_id}.jpg"
+    return open_thumbnail_blob(settings, key, name)

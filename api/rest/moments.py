@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get
@@ -41,19 +40,14 @@ class MomentController(Controller):
         range_header: Annotated[str | None, Parameter(header="Range", required=False)] = None,
     ) -> Stream:
         """Stream the JPEG of the segment's scene (or the asset's thumbnail when the segment has no picture)."""
-        from core.blobs import BlobStore
-        from core.db.engine import read_session
-        from index.moments import MomentNotFound, moment_thumbnail_key
+        from index.content import AssetMissing, ContentUnavailable
+        from index.moments import open_moment_thumbnail
 
         state: ApiState = request.app.state.api
         try:
-            with read_session(state.settings) as session:
-                key = moment_thumbnail_key(session, asset_id, segment_id)
-        except MomentNotFound as exc:
-            raise ProblemError("not-found", str(exc)) from None
-        if key is None:
-            raise ProblemError("content-unavailable", "this moment has no thumbnail")
-        path = BlobStore(state.settings.resolved_data_dir()).path(key)
-        if not path.is_file():
-            raise ProblemError("content-unavailable", "the thumbnail file is missing")
-        return file_response(path, "image/jpeg", filename=f"{Path(key).stem}.jpg", range_header=range_header)
+            opened = open_moment_thumbnail(state.settings, asset_id, segment_id)
+        except ContentUnavailable as exc:
+            raise ProblemError(
+                "not-found" if isinstance(exc, AssetMissing) else "content-unavailable", str(exc)
+            ) from None
+        return file_response(opened.handle, opened.size, "image/jpeg", filename=opened.name, range_header=range_header)
