@@ -137,7 +137,7 @@ def open_moment_thumbnail(settings: Settings, asset_id: str, segment_id: int) ->
             key = moment_thumbnail_key(session, asset.id, segment_id)
         except MomentNotFound as exc:
             raise AssetMissing(str(exc)) from None
-    name = f"{Path(key).stem}.jpg" if key else "moment.jpg"
+        name = f"{Path(asset.name).stem}-{segment_id}.jpg"
     return _open_jpeg(settings, key, name, "this moment has no thumbnail")
 
 

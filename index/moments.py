@@ -35,3 +35,4 @@ def moment_thumbnail_key(session: Session, asset_id: str, segment_id: int) -> st
         if frame:
             return frame
     return asset.thumbnail_key  # images, and audio (its poster is its first spectrogram window)
+

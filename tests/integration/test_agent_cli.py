@@ -18,7 +18,20 @@ from tests.conftest import TINY_ENCODER, env_for
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_SET = REPO / "agent/data/dev-set.jsonl"
-SEARCH_KEYS = {"asset_id", "name", "uri", "kind", "score", "fused_score", "segment", "thumbnail_url", "content_url"}
+# DESIGN.md's result shape: hits carry the asset's collections and tags (issue 14).
+SEARCH_KEYS = {
+    "asset_id",
+    "name",
+    "uri",
+    "kind",
+    "collections",
+    "tags",
+    "score",
+    "fused_score",
+    "segment",
+    "thumbnail_url",
+    "content_url",
+}
 
 
 @pytest.fixture
@@ -179,7 +192,7 @@ def test_agent_generates_and_waits_in_embedded_mode(sqlite_settings: Settings, t
         (["agent"], "give a request"),
         (["agent", "find cats", "--file", "requests.jsonl"], "not both"),
         (["agent", "--file", "missing.jsonl"], "request file not found"),
-        (["mcp", "--scope", "admin"], "unknown scope admin"),
+        (["mcp", "--scope", "admin"], "'admin' is not one of"),  # scopes are choices, listed in --help
     ],
     ids=["empty", "control-chars", "100kb", "nothing", "both", "missing-file", "bad-scope"],
 )

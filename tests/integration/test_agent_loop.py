@@ -15,10 +15,24 @@ from core.db.models import Asset
 from core.jobs import list_jobs, stop_executors
 from core.settings import Settings
 from generators.registry import Task, default_generator, weights_available
+from index.offline import uses_random_weights
 from tests.agent_library import ingest_images, plant
 
 FOX = "find a logo with a fox, or make one if there is none"
-SEARCH_KEYS = {"asset_id", "name", "uri", "kind", "score", "fused_score", "segment", "thumbnail_url", "content_url"}
+# DESIGN.md's result shape: hits carry the asset's collections and tags (issue 14).
+SEARCH_KEYS = {
+    "asset_id",
+    "name",
+    "uri",
+    "kind",
+    "collections",
+    "tags",
+    "score",
+    "fused_score",
+    "segment",
+    "thumbnail_url",
+    "content_url",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +80,10 @@ def test_search_or_generate_generates_in_an_empty_library(settings: Settings) ->
     assert job["status"] == "succeeded" and job["params"]["prompt"] == "a logo with a fox"
     assert [a["asset_id"] for a in response["assets"]] == job["result"]["asset_ids"]
     assert all(a["source"] == "generated" and a["kind"] == "image" for a in response["assets"])
-    assert "no assets matched: generating" in response["notes"]
+    # The note says why it generated; on random weights it also says that text scores mean nothing (issue 16).
+    [why] = [note for note in response["notes"] if note.endswith(": generating")]
+    assert why.startswith("no assets matched")
+    assert ("seeded random weights" in why) == uses_random_weights(settings.encoder)
     assert [j.id for j in list_jobs(settings=settings)] == [job["id"]]
 
 

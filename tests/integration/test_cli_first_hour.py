@@ -91,6 +91,7 @@ def test_commands_that_need_no_model_never_import_torch(settings: Settings, tmp_
         ("search", "--like", "no-such-asset"),
         ("search", "x", "--kind", "hologram"),
         ("jobs", "list"),
+        ("assets", "list"),
         ("keys", "list"),
         ("ingest", "no-such-folder"),
         ("--help",),
@@ -100,7 +101,6 @@ def test_commands_that_need_no_model_never_import_torch(settings: Settings, tmp_
     text = probe(settings, "search", "img", "--mode", "text", cwd=tmp_path)
     assert "img-00000.png" in text  # it did search, by file name
     assert "no asset with id 'no-such-asset'" in probe(settings, "search", "--like", "no-such-asset", cwd=tmp_path)
-    # assets list: the `assets` commands come from another branch; this file checks them once they are merged.
 
 
 def test_random_weights_warn_in_json_and_once_on_the_terminal(settings: Settings, tmp_path: Path) -> None:
