@@ -54,29 +54,24 @@ def _quiet_pipeline_loading() -> None:
 
 def _assets(job: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
     from core.blobs import BlobStore
-    from core.db.engine import read_session
-    from core.db.models import Asset
+    from index.services.assets import existing_assets
 
     seeds = {o.get("asset_id"): o.get("seed") for o in (job["result"] or {}).get("outputs", [])}
     blobs = BlobStore(settings.resolved_data_dir())
     found = []
-    with read_session(settings) as session:
-        for asset_id in (job["result"] or {}).get("asset_ids", []):
-            asset = session.get(Asset, asset_id)
-            if asset is None:
-                continue
-            path = str(blobs.path(asset.blob_key)) if asset.blob_key else asset.uri
-            found.append(
-                {
-                    "asset_id": asset.id,
-                    "name": asset.name,
-                    "uri": asset.uri or asset.blob_key,
-                    "path": path,
-                    "width": asset.width,
-                    "height": asset.height,
-                    "seed": seeds.get(asset.id),
-                }
-            )
+    for asset in existing_assets(settings, (job["result"] or {}).get("asset_ids", [])):
+        path = str(blobs.path(asset.blob_key)) if asset.blob_key else asset.uri
+        found.append(
+            {
+                "asset_id": asset.id,
+                "name": asset.name,
+                "uri": asset.uri or asset.blob_key,
+                "path": path,
+                "width": asset.width,
+                "height": asset.height,
+                "seed": seeds.get(asset.id),
+            }
+        )
     return found
 
 

@@ -32,6 +32,10 @@ class SearchError(ValueError):
     """The search request itself is invalid (no query, unknown asset, unreadable image)."""
 
 
+class UnknownAsset(SearchError):
+    """Query by example named an asset that does not exist."""
+
+
 @dataclass
 class SearchFilters:
     """Restrictions applied after the vector search; tags must all be present."""
@@ -191,7 +195,7 @@ def _query_vector(request: SearchRequest, session: Session, settings: Settings) 
 def _asset_vector(session: Session, asset_id: str, model_id: str, dim: int) -> tuple[np.ndarray, tuple[str, ...]]:
     asset = session.get(Asset, asset_id)
     if asset is None:
-        raise SearchError(f"no asset with id {asset_id!r}")
+        raise UnknownAsset(f"no asset with id {asset_id!r}")
     kinds = _AUDIO_QUERY_SEGMENTS if asset.kind == "audio" else _IMAGE_QUERY_SEGMENTS
     blobs = (
         session.execute(
@@ -380,7 +384,7 @@ def search(request: SearchRequest, settings: Settings | None = None) -> list[Sea
     with read_session(settings) as session:
         # Refuse what needs no model before loading it: full-text search never loads it at all.
         if request.asset_id is not None and session.get(Asset, request.asset_id) is None:
-            raise SearchError(f"no asset with id {request.asset_id!r}")
+            raise UnknownAsset(f"no asset with id {request.asset_id!r}")
         if mode == "text":
             matches, _ = _text_results(session, request.text or "", request.filters, wanted)
             return rank_scores(matches)[request.offset : wanted]

@@ -259,15 +259,14 @@ def _images(state: ApiState, asset_ids: list[str], response_format: str, base_ur
     if response_format == "url":
         return [ImageDatum(url=state.asset_url(base_url, asset_id, "content")) for asset_id in asset_ids]
     from core.blobs import BlobStore
-    from core.db.engine import read_session
-    from core.db.models import Asset
+    from index.services.assets import existing_assets
 
     blobs = BlobStore(state.settings.resolved_data_dir())
+    found = {asset.id: asset for asset in existing_assets(state.settings, asset_ids)}
     images: list[ImageDatum] = []
-    with read_session(state.settings) as session:
-        for asset_id in asset_ids:
-            asset = session.get(Asset, asset_id)
-            if asset is None or asset.blob_key is None:
-                raise ProblemError("job-failed", f"output asset {asset_id} is gone")
-            images.append(ImageDatum(b64_json=base64.b64encode(blobs.path(asset.blob_key).read_bytes()).decode()))
+    for asset_id in asset_ids:
+        asset = found.get(asset_id)
+        if asset is None or asset.blob_key is None:
+            raise ProblemError("job-failed", f"output asset {asset_id} is gone")
+        images.append(ImageDatum(b64_json=base64.b64encode(blobs.path(asset.blob_key).read_bytes()).decode()))
     return images

@@ -63,16 +63,9 @@ def readyz(request: Request[Any, Any, Any]) -> Response[Readiness]:
 
 
 def _database(state: ApiState) -> str:
-    from sqlalchemy import text
+    from core.status import database_check
 
-    from core.db.engine import read_session
-
-    try:
-        with read_session(state.settings) as session:
-            session.execute(text("SELECT 1"))
-    except Exception as exc:  # readiness reports any failure instead of raising
-        return f"error: {type(exc).__name__}: {exc}"[:300]
-    return "ok"
+    return database_check(state.settings)
 
 
 def _index(state: ApiState) -> str:

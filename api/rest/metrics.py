@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from litestar import Request, Response, get
@@ -16,8 +15,6 @@ from prometheus_client import REGISTRY, CollectorRegistry, Metric
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from api.rest.state import ApiState
 
@@ -72,9 +69,11 @@ class LibraryCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Yield every gauge that can be read now."""
+        from core.status import StatusUnavailable
+
         try:
             yield from self._from_database()
-        except SQLAlchemyError as exc:
+        except StatusUnavailable as exc:
             log.warning("metrics: database gauges left out: %s", exc)
         yield from self._index()
         yield from self._broker()
@@ -85,17 +84,11 @@ class LibraryCollector(Collector):
         )
 
     def _from_database(self) -> Iterator[Metric]:
-        from core.db.engine import read_session
-        from core.db.models import Asset, Job, utcnow
-        from core.jobs import META_KEY, QUEUES, STATUSES
+        from core.jobs import QUEUES, STATUSES
+        from core.status import assets_created_since, job_counts
 
-        queue = Job.params[(META_KEY, "queue")].as_string()
-        since = utcnow() - timedelta(seconds=RATE_WINDOW_S)
-        with read_session(self.state.settings) as session:
-            jobs = session.execute(select(Job.status, queue, func.count()).group_by(Job.status, queue)).all()
-            created = session.execute(
-                select(Asset.status, func.count()).where(Asset.created_at >= since).group_by(Asset.status)
-            ).all()
+        jobs = job_counts(self.state.settings)
+        created = assets_created_since(self.state.settings, RATE_WINDOW_S)
         counts = {(status, name): 0 for status in STATUSES for name in QUEUES}
         for status, name, count in jobs:
             key = (status, name or "gpu")  # the runner's default for a job without a queue
@@ -117,7 +110,7 @@ class LibraryCollector(Collector):
             f"Assets created by any process over the last {RATE_WINDOW_S} s, per second, by status.",
             labels=["status"],
         )
-        per_status = {"indexed": 0, "failed": 0} | {status: count for status, count in created}
+        per_status = {"indexed": 0, "failed": 0} | created
         for status, count in sorted(per_status.items()):
             rate.add_metric([status], count / RATE_WINDOW_S)
         yield from (by_status, depth, rate)

@@ -138,14 +138,8 @@ class SearchController(Controller):
 
 
 def _run(state: ApiState, fields: SearchFields, files: dict[str, bytes]) -> list[Any]:
-    from core.db.engine import read_session
-    from core.db.models import Asset
-    from index.search import SearchFilters, SearchRequest, search
+    from index.search import SearchFilters, SearchRequest, UnknownAsset, search
 
-    if fields.asset_id is not None:
-        with read_session(state.settings) as session:
-            if session.get(Asset, fields.asset_id) is None:
-                raise ProblemError("not-found", f"no asset with id {fields.asset_id!r}")
     request = SearchRequest(
         text=fields.text,
         image=files.get("image"),
@@ -163,7 +157,10 @@ def _run(state: ApiState, fields: SearchFields, files: dict[str, bytes]) -> list
         micro_batch=True,  # concurrent text queries share one text-encoder batch
     )
     started = time.perf_counter()
-    results = search(request, state.settings)
+    try:
+        results = search(request, state.settings)
+    except UnknownAsset as exc:
+        raise ProblemError("not-found", str(exc)) from None
     mode = fields.mode if fields.text is not None else "vector"  # as index.search runs it: by example = vectors
     observe_search(mode, _query_kind(fields, files), time.perf_counter() - started)
     return results

@@ -89,6 +89,13 @@ def get_asset(settings: Settings, asset_id: str, include_trashed: bool = True) -
         return asset
 
 
+def existing_assets(settings: Settings, asset_ids: Sequence[str]) -> list[Asset]:
+    """Return the assets of those ids that exist (following merge aliases), in the order given."""
+    with read_session(settings) as session:
+        found = [resolve_asset(session, asset_id) for asset_id in asset_ids]
+    return [asset for asset in found if asset is not None]
+
+
 def _all(session: Session, asset_ids: Sequence[str]) -> list[Asset]:
     """Return the assets for every id, or raise AssetNotFound naming the missing ones (nothing is changed)."""
     found = {asset_id: resolve_asset(session, asset_id) for asset_id in asset_ids}
