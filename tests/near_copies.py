@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
@@ -99,3 +101,20 @@ TRANSFORMS: dict[str, Callable[[Image.Image], bytes]] = {
     "watermark": watermarked,
     "rotated_2": rotated,
 }
+
+
+def photo_video(path: Path, seeds: list[int], size: tuple[int, int], scene_s: float = 2.0, fps: int = 10) -> Path:
+    """Write an h264 video whose scenes are the photo-like images of ``seeds``, resized to ``size``."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for index, seed in enumerate(seeds):
+            frame = av.VideoFrame.from_image(photo_like(seed).resize(size, Image.Resampling.LANCZOS))
+            for n in range(round(scene_s * fps)):
+                frame.pts = index * round(scene_s * fps) + n
+                frame.time_base = Fraction(1, fps)
+                container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path

@@ -21,8 +21,7 @@ from index.search import SearchFilters, SearchRequest, search
 from index.service import get_live_index
 from index.services.storage import purge_trash
 from tests.integration.test_cli import run_cli
-from tests.media_factory import SCENE_COLORS, make_scene_video
-from tests.near_copies import jpeg_bytes, photo_like, recompressed, resized_half
+from tests.near_copies import jpeg_bytes, photo_like, photo_video, recompressed, resized_half
 
 
 def _files(root: Path) -> set[str]:
@@ -150,16 +149,17 @@ def test_rehash_fills_in_assets_indexed_before(settings: Settings, tmp_path: Pat
 def test_video_scene_frames_are_hashed_and_two_cuts_group(settings: Settings, tmp_path: Path) -> None:
     library = tmp_path / "cuts"
     library.mkdir()
-    make_scene_video(library / "master.mp4", SCENE_COLORS[:3], scene_s=2.0, fps=10, size=(640, 360))
-    make_scene_video(library / "web-cut.mp4", SCENE_COLORS[:3], scene_s=2.0, fps=10, size=(320, 180))
+    photo_video(library / "master.mp4", [41, 42, 43], (512, 384))
+    photo_video(library / "web-cut.mp4", [41, 42, 43], (256, 192))
+    photo_video(library / "another.mp4", [44, 45], (512, 384))
     outcomes = _ingest(settings, library, "index")
-    assert [o.status for o in outcomes] == ["indexed", "indexed"]
+    assert [o.status for o in outcomes] == ["indexed", "indexed", "indexed"]
     with read_session(settings) as session:
         frames = (
             session.execute(select(Segment.asset_id, Segment.t_start).where(Segment.kind == "frame")).tuples().all()
         )
         hashed = session.execute(select(PerceptualHash.asset_id, PerceptualHash.t_start)).tuples().all()
-    assert len(frames) == 6 and sorted(hashed) == sorted(frames)  # one hash per scene frame, at its time
+    assert len(frames) == 8 and sorted(hashed) == sorted(frames)  # one hash per scene frame, at its time
     (group,) = find_groups("near", settings=settings)
     assert [m["name"] for m in group.members] == ["master.mp4", "web-cut.mp4"]
     assert group.members[1]["distance"] <= 26 and group.members[0]["kind"] == "video"
