@@ -33,9 +33,9 @@ def rgb16_png(width: int, height: int, seed: int = 0) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
-def gray16_tiff(width: int, height: int) -> bytes:
-    """Return a 16-bit grayscale TIFF."""
-    values = (np.arange(width * height, dtype=np.uint32).reshape(height, width) * 13) % 65536
+def gray16_tiff(width: int, height: int, seed: int = 0) -> bytes:
+    """Return a 16-bit grayscale TIFF (``seed`` shifts its values, for distinct content of the same shape)."""
+    values = (np.arange(width * height, dtype=np.uint32).reshape(height, width) * 13 + seed * 4099) % 65536
     buffer = io.BytesIO()
     Image.fromarray(values.astype(np.uint16)).save(buffer, format="TIFF")
     return buffer.getvalue()

@@ -114,6 +114,22 @@ ROUTES = [
         200,
         lambda c, f, s: c.post("/v1/assets/labels", json={"ids": [f.asset_id], "add": ["matrix"]}),
     ),
+    Route("GET", "/v1/duplicates", "search", 200, lambda c, f, s: c.get("/v1/duplicates")),
+    Route(
+        "GET",
+        "/v1/assets/{asset_id}/duplicates",
+        "search",
+        200,
+        lambda c, f, s: c.get(f"/v1/assets/{f.asset_id}/duplicates"),
+    ),
+    # An authorised keep names an unknown asset: the 404 proves auth passed without trashing anything.
+    Route(
+        "POST",
+        "/v1/duplicates/keep",
+        "ingest",
+        404,
+        lambda c, f, s: c.post("/v1/duplicates/keep", json={"keep": "no-such-asset"}),
+    ),
     Route("POST", "/v1/ingest", "ingest", 202, lambda c, f, s: c.post("/v1/ingest", json={"paths": [f.library]})),
     Route("GET", "/v1/jobs", "any", 200, lambda c, f, s: c.get("/v1/jobs")),
     Route("GET", "/v1/jobs/{job_id}", "admin", 200, lambda c, f, s: c.get(f"/v1/jobs/{f.job_id}"), others=404),

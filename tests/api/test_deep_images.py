@@ -70,11 +70,14 @@ def test_ten_concurrent_deep_searches_keep_the_server_under_3_gb(api_server: Api
 
 @pytest.mark.parametrize(
     ("name", "make"),
-    [("deep-4000x3000.png", lambda: rgb16_png(4000, 3000, seed=5)), ("deep.tiff", lambda: gray16_tiff(640, 480))],
+    [
+        ("deep-4000x3000.png", lambda seed: rgb16_png(4000, 3000, seed=5 + seed)),
+        ("deep.tiff", lambda seed: gray16_tiff(640, 480, seed=seed)),
+    ],
     ids=["rgb16-png-4000x3000", "gray16-tiff"],
 )
 def test_sixteen_bit_images_upload_ingest_and_search(api_server: ApiServer, name: str, make: object) -> None:
-    data = make()  # type: ignore[operator]
+    data = make(0)  # type: ignore[operator]
     collection = f"deep-{uuid.uuid4().hex[:8]}"
     with api_server.client("ingest") as ingest, api_server.client("search") as search:
         created = upload(ingest, [(name, data)], collection)
@@ -87,13 +90,20 @@ def test_sixteen_bit_images_upload_ingest_and_search(api_server: ApiServer, name
         best = found.json()["results"][0]
         assert best["asset_id"] == uploaded["id"] and best["score"] > 0.99
 
-    # Server-side ingest of the same kind of file (the ingest pipeline's own decode path).
+    # Server-side ingest of the same kind of file (the ingest pipeline's own decode path). Its content differs from
+    # the upload's: one asset per content, so the uploaded bytes would be skipped before any decode.
+    served = make(1)  # type: ignore[operator]
     folder = api_server.library / collection
     folder.mkdir()
-    (folder / f"served-{name}").write_bytes(data)
+    (folder / f"served-{name}").write_bytes(served)
+    server_collection = f"{collection}-server"
     with api_server.client("admin") as admin:
-        job = admin.post("/v1/ingest", json={"paths": [str(folder)], "collection": f"{collection}-server"})
+        job = admin.post("/v1/ingest", json={"paths": [str(folder)], "collection": server_collection})
         assert job.status_code == 202, job.text
         finished = wait_for_job(admin, job.json()["id"])
         assert finished["status"] == "succeeded", finished
-        assert finished["result"].get("indexed", 0) + finished["result"].get("existing", 0) >= 1, finished["result"]
+        assert (finished["result"]["indexed"], finished["result"]["failed"]) == (1, 0), finished["result"]
+        found = admin.post("/v1/search", files={"image": (name, served)}, data={"collection": server_collection})
+        assert found.status_code == 200, found.text
+        best = found.json()["results"][0]
+        assert best["name"] == f"served-{name}" and best["score"] > 0.99, best

@@ -46,6 +46,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         "SENSORIUM_API__HEADER_TIMEOUT_S": str(STALL_TIMEOUT_S),
         "SENSORIUM_API__IDLE_TIMEOUT_S": str(STALL_TIMEOUT_S),
         "SENSORIUM_JOBS__MAX_QUEUE_DEPTH": "1000",
+        # The waits queue about 34 jobs for one key: its fair share of the queue must not refuse them first.
+        "SENSORIUM_JOBS__MAX_QUEUED_PER_KEY": "1000",
     }
     running = start_server(settings, root / "library", root / "server.log", extra)
     try:
