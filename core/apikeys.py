@@ -104,8 +104,6 @@ def verify_key(secret: str, settings: Settings | None = None) -> KeyInfo | None:
         info = _info(row)
     now = utcnow()
     last = info.last_used_at
-    if last is not None and last.tzinfo is None:  # SQLite returns naive datetimes
-        last = last.replace(tzinfo=now.tzinfo)
     if last is None or now - last > _LAST_USED_GRANULARITY:
         # In the background: a write may wait for another writer's lock, and a request must never wait for it.
         threading.Thread(target=_touch, args=(info.id, now, settings), daemon=True).start()

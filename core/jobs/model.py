@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -165,14 +165,8 @@ def handler_params(job: Job) -> dict[str, Any]:
     return {k: v for k, v in (job.params or {}).items() if k != META_KEY}
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """Return ``value`` as a timezone-aware UTC datetime (SQLite hands datetimes back naive; all are UTC)."""
-    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _iso(value: datetime | None) -> str | None:
-    stamp = aware(value)
-    return stamp.isoformat() if stamp is not None else None
+    return value.isoformat() if value is not None else None  # aware: the UTC column type
 
 
 def job_to_dict(job: Job) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from core.db.engine import read_session, write_session
 from core.db.models import Job, new_uuid, utcnow
 from core.jobs.lifecycle import job_finished, settle_detached
-from core.jobs.model import aware, queue_of
+from core.jobs.model import queue_of
 from core.jobs.store import get_job, updated_rows
 from core.jobs.transport import dispatch, waiting
 from core.outbox import pump
@@ -37,8 +37,7 @@ def reap_interval(settings: Settings) -> float:
 
 
 def _when(value: datetime | None) -> str:
-    stamp = aware(value)
-    return stamp.isoformat() if stamp is not None else "?"
+    return value.isoformat() if value is not None else "?"
 
 
 def reap_expired(settings: Settings) -> list[str]:

@@ -27,7 +27,6 @@ from core.jobs.model import (
     JobContext,
     JobFailed,
     RetryableJobError,
-    aware,
     job_meta,
     resolve_handler,
 )
@@ -74,7 +73,7 @@ def _claim(job_id: str, settings: Settings, message_id: str | None) -> _Claim | 
             logger.info("job %s: message %s was replaced by %s; dropped", job_id, message_id, job.celery_id)
             return None
         now = utcnow()
-        lease = aware(job.lease_expires_at)
+        lease = job.lease_expires_at
         if job.status == "running" and lease is not None and lease > now:
             return None  # another attempt holds a live lease
         if job.cancel_requested:

@@ -126,8 +126,7 @@ def drain_rate(kind: str, settings: Settings) -> float:
     if ended == 0 or first is None:
         return 0.0
     # Over the window, or since the first completion in it when the queue only started draining recently.
-    first_at = first if first.tzinfo else first.replace(tzinfo=since.tzinfo)
-    span = max(1.0, min(DRAIN_WINDOW_S, (utcnow() - first_at).total_seconds()))
+    span = max(1.0, min(DRAIN_WINDOW_S, (utcnow() - first).total_seconds()))
     return ended / span
 
 
