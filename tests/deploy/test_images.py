@@ -41,7 +41,7 @@ FAISS = {"cpu": "faiss-cpu", "gpu": "faiss-gpu"}
 # glibc of each base image's distribution: pip may only pick wheels built for that glibc or older.
 GLIBC_MINOR = {"bookworm": 36, "ubuntu24.04": 39}
 # No wheel on PyPI (pure Python, built from its sdist): resolved through its declared requirements instead.
-SDIST_ONLY = {"openai-whisper"}
+SDIST_ONLY = {"openai-whisper", "wordninja"}
 NETWORK_ERRORS = ("NewConnectionError", "Temporary failure in name resolution", "Max retries exceeded", "timed out")
 
 
@@ -216,14 +216,20 @@ def test_image_project_layer_builds_and_runs(tmp_path: Path) -> None:
         check=True,
     ).stdout.strip()
     Path(purelib, "_image_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Without PYTHONPATH: a checkout on it (and any sensorium.egg-info there) would make pip skip the install as
+    # "already installed", and the image has no checkout to see.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("SENSORIUM_")}
     subprocess.run(
         [*pip, "--python", str(python), "install", "-q", "--no-deps", "--no-index", *map(str, wheels.glob("*.whl"))],
+        cwd=tmp_path,
+        env=env,
         check=True,
     )
-    checked = subprocess.run([*pip, "--python", str(python), "check"], capture_output=True, text=True)
+    checked = subprocess.run(
+        [*pip, "--python", str(python), "check"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("SENSORIUM_")}
     sensorium = venv / "bin" / "sensorium"
     for args, expect in ((["serve", "--help"], "--host"), (["worker", "--help"], "--queues"), (["--help"], "serve")):
         done = subprocess.run([sensorium, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
