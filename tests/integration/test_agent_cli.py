@@ -14,24 +14,12 @@ import pytest
 
 from core.settings import Settings
 from tests.agent_library import ingest_images, plant
+from tests.result_shape import RESULT_KEYS
 from tests.conftest import TINY_ENCODER, env_for
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_SET = REPO / "agent/data/dev-set.jsonl"
-# DESIGN.md's result shape: hits carry the asset's collections and tags (issue 14).
-SEARCH_KEYS = {
-    "asset_id",
-    "name",
-    "uri",
-    "kind",
-    "collections",
-    "tags",
-    "score",
-    "fused_score",
-    "segment",
-    "thumbnail_url",
-    "content_url",
-}
+SEARCH_KEYS = RESULT_KEYS
 
 
 @pytest.fixture

@@ -17,22 +17,10 @@ from core.settings import Settings
 from generators.registry import Task, default_generator, weights_available
 from index.offline import uses_random_weights
 from tests.agent_library import ingest_images, plant
+from tests.result_shape import RESULT_KEYS
 
 FOX = "find a logo with a fox, or make one if there is none"
-# DESIGN.md's result shape: hits carry the asset's collections and tags (issue 14).
-SEARCH_KEYS = {
-    "asset_id",
-    "name",
-    "uri",
-    "kind",
-    "collections",
-    "tags",
-    "score",
-    "fused_score",
-    "segment",
-    "thumbnail_url",
-    "content_url",
-}
+SEARCH_KEYS = RESULT_KEYS
 
 
 @pytest.fixture(autouse=True)

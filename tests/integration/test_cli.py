@@ -10,6 +10,7 @@ from pathlib import Path
 from core.settings import Settings
 from tests.conftest import env_for
 from tests.media_images import write_images
+from tests.result_shape import RESULT_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,19 +39,7 @@ def test_ingest_then_search_json_shape(settings: Settings, tmp_path: Path) -> No
     results = json.loads(result.stdout)["results"]
     assert len(results) == 3
     top = results[0]
-    assert set(top) == {
-        "asset_id",
-        "name",
-        "uri",
-        "kind",
-        "collections",
-        "tags",
-        "score",
-        "fused_score",
-        "segment",
-        "thumbnail_url",
-        "content_url",
-    }
+    assert set(top) == RESULT_KEYS
     assert set(top["segment"]) == {"id", "kind", "t_start", "t_end", "text", "thumbnail_url"}
     assert top["name"] == paths[1].name and top["uri"] == str(paths[1].resolve()) and top["score"] > 0.99
 
