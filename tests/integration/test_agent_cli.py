@@ -14,8 +14,8 @@ import pytest
 
 from core.settings import Settings
 from tests.agent_library import ingest_images, plant
-from tests.result_shape import RESULT_KEYS
 from tests.conftest import TINY_ENCODER, env_for
+from tests.result_shape import RESULT_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_SET = REPO / "agent/data/dev-set.jsonl"
