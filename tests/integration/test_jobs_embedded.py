@@ -130,7 +130,7 @@ def test_generate_job_stores_indexed_reproducible_outputs(embedded: Settings) ->
             "generated",
             "indexed",
             "image",
-            f"{job.id}-{index}.png",
+            f"a-red-cube-{job.id[:8]}-{index}.png",  # named from the prompt; the job id is in the metadata
         )
         assert asset.meta["job_id"] == job.id and asset.meta["seed"] == 11 + index
         assert asset.meta["generator"] == TINY and asset.meta["prompt"] == "a red cube" and asset.meta["n"] == 2
